@@ -1,6 +1,27 @@
-"""scrub: causal scrubbing for TransformerLens models."""
-from scrub.dataset import Dataset
-from scrub.checkpoint import build_model, load_model, save_model
+"""scrub: causal scrubbing for TransformerLens models.
 
-__all__ = ["Dataset", "build_model", "load_model", "save_model"]
+Write a circuit hypothesis (an interpretation DAG mapped onto the model's graph), run it,
+and read the fraction of loss it recovers with a confidence interval::
+
+    h = scrub.Hypothesis("induction")
+    ind = h.output().add("induction", model=["a1.1", "a1.3"], agree="label")
+    result = scrub.run(model, h, data, seed=0)
+"""
+
+from scrub.checkpoint import build_model, load_model, save_model
+from scrub.dataset import Dataset
+from scrub.executor import ExecutionError
+from scrub.experiment import fully_scrubbed, run
+from scrub.graph import GraphError, ModelGraph
+from scrub.hypothesis import Hypothesis, HypothesisError, Node
+from scrub.metrics import MetricError
+from scrub.plan import Plan, make_plan
+from scrub.result import Result
+from scrub.sampling import Exact, FeatureError, Random
+
+__all__ = [
+    "Dataset", "ModelGraph", "Hypothesis", "Node", "Exact", "Random", "run", "Result", "Plan", "make_plan",
+    "fully_scrubbed", "build_model", "load_model", "save_model",
+    "HypothesisError", "GraphError", "FeatureError", "MetricError", "ExecutionError",
+]
 __version__ = "0.1.0"

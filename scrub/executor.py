@@ -1,0 +1,338 @@
+"""The batched executor: every instance of a plan computed in one forward pass per chunk of references.
+
+Rows of the batch are grouped in *blocks* of ``B`` rows, one row per reference of the chunk:
+
+- each instance has a **host** block, where its model nodes are computed and read from;
+- each non-leaf instance has a **context** block: the clean run on its shared random example.
+
+A leaf's host block is the clean run on its own example. A non-leaf instance whose model nodes
+sit at one stage of the forward pass (one layer's heads, one MLP, or the output) and include no
+embedding shares one block between host and context: the row runs clean on the random example
+up to that stage (that is exactly the context it needs), and its ports are patched there. This
+is only done when the data has no attention mask, since the mask comes from the row's tokens.
+
+Each port input of an instance's node is rebuilt as the context's residual plus, for every
+claimed upstream node, the difference between the child's output and the context's output of
+that node (masked to the claimed positions). Because a node at layer ``L`` reads only nodes
+below it, all of those are computed earlier in the same pass. Heads' q/k/v are overwritten
+with the layer's own norm and weights applied to the patched residual (shared/TRANSFORMERLENS-4.md);
+MLP inputs through ``hook_mlp_in``; the output reads the patched final residual and the pass
+stops there (the unembedding is applied to the output rows only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from scrub.dataset import Dataset
+from scrub.graph import INPUTS, ModelGraph
+from scrub.plan import Plan
+
+__all__ = ["ExecutionError", "run_plan", "run_clean", "default_batch_size", "model_device"]
+
+
+class ExecutionError(RuntimeError):
+    """The forward pass did not go as planned (a hook did not fire, or fired with the wrong shape)."""
+
+
+class _Stop(Exception):
+    """Raised at the final residual: nothing after it is needed."""
+
+
+def model_device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def default_batch_size(model, seq_len: int) -> int:
+    """Rows per forward pass: about 4M residual floats, so memory stays modest on any model."""
+    return max(1, (1 << 22) // (seq_len * int(model.cfg.d_model)))
+
+
+def _target_logits(model, final_resid: torch.Tensor, target_pos: torch.Tensor) -> torch.Tensor:
+    """The model's logits at each row's target position, from its final residual ``[B, T, d]``."""
+    x = final_resid[torch.arange(final_resid.shape[0], device=final_resid.device), target_pos]
+    x = model.ln_final.original_component(x)
+    logits = x @ model.W_U
+    b_u = getattr(model, "b_U", None)
+    return logits if b_u is None else logits + b_u
+
+
+class _HookSet:
+    """Forward hooks that count their calls and check their batch size."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self.hooks: list[tuple[str, object]] = []
+        self.calls: dict[str, int] = {}
+
+    def add(self, name: str, fn) -> None:
+        self.calls[name] = 0
+
+        def hook(x, hook=None, _name=name, _fn=fn):
+            self.calls[_name] += 1
+            if x.shape[0] != self.rows and not (_name == "hook_pos_embed" and x.shape[0] == 1):
+                raise ExecutionError(f"hook {_name!r} fired with batch {x.shape[0]}, expected {self.rows} rows")
+            out = _fn(x)
+            return x if out is None else out
+
+        self.hooks.append((name, hook))
+
+    def check(self) -> None:
+        missing = [n for n, c in self.calls.items() if c != 1]
+        if missing:
+            raise ExecutionError(
+                "hooks did not fire exactly once as planned: "
+                + ", ".join(f"{n} ({self.calls[n]} times)" for n in missing)
+                + "; this model does not expose the TransformerLens hooks the executor needs"
+            )
+
+
+def _forward(model, tokens, attention_mask, hooks: _HookSet) -> None:
+    kwargs = {} if attention_mask is None else {"attention_mask": attention_mask}
+    try:
+        with model.hooks(fwd_hooks=hooks.hooks):
+            model(tokens, **kwargs)
+    except _Stop:
+        pass
+    else:
+        raise ExecutionError("the forward pass never reached the final residual (ln_final.hook_in did not fire)")
+    hooks.check()
+
+
+@contextlib.contextmanager
+def _mlp_in_hooks(model, needed: bool):
+    if not needed:
+        yield
+        return
+    before = bool(getattr(model.cfg, "use_hook_mlp_in", False))
+    model.set_use_hook_mlp_in(True)
+    try:
+        yield
+    finally:
+        model.set_use_hook_mlp_in(before)
+
+
+@dataclass
+class _Layout:
+    """Blocks and patches of a plan; the same for every chunk."""
+
+    block_examples: list[np.ndarray] = field(default_factory=list)  # per block: [N] example per reference
+    host: dict[int, int] = field(default_factory=dict)
+    ctx: dict[int, int] = field(default_factory=dict)
+    # patches[stage key] = [(instance, [model nodes at that stage], {port: [(child instance, up node)]})]
+    patches: dict[tuple, list] = field(default_factory=lambda: defaultdict(list))
+    needs: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))  # node -> blocks to store
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.block_examples)
+
+
+def _layout(plan: Plan, has_mask: bool) -> _Layout:
+    g: ModelGraph = plan.graph
+    lay = _Layout()
+    for inst in plan.instances:
+        stages = {g.stage(m) for m in inst.node.model}
+        merge = (
+            not inst.is_leaf
+            and not has_mask
+            and len(stages) == 1
+            and not any(m in INPUTS for m in inst.node.model)
+        )
+        lay.host[inst.index] = lay.n_blocks
+        lay.block_examples.append(inst.random if merge else inst.examples)
+        if not inst.is_leaf:
+            if merge:
+                lay.ctx[inst.index] = lay.host[inst.index]
+            else:
+                lay.ctx[inst.index] = lay.n_blocks
+                lay.block_examples.append(inst.random)
+    for inst in plan.instances:
+        if inst.is_leaf:
+            continue
+        i = inst.index
+        merged = lay.ctx[i] == lay.host[i]
+        port_claims: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
+        for c in inst.children:
+            for claim in plan.instances[c].claims:
+                port_claims[(claim.node, claim.port)].append((c, claim.up))
+                lay.needs[claim.up].update((lay.host[c], lay.ctx[i]))
+        by_stage: dict[tuple, list[str]] = defaultdict(list)
+        for m in inst.node.model:
+            kind = g.kind(m)
+            key = ("attn", g.layer(m)) if kind == "attn" else ("mlp", g.layer(m)) if kind == "mlp" else ("out",)
+            by_stage[key].append(m)
+        for key, nodes in by_stage.items():
+            ports = {p: port_claims.get((nodes[0], p), []) for p in g.ports(nodes[0])}
+            for m in nodes[1:]:  # heads of one layer in one instance share their claims
+                assert all(port_claims.get((m, p), []) == ports[p] for p in ports)
+            if merged:  # unclaimed ports already hold the context's input
+                ports = {p: cl for p, cl in ports.items() if cl}
+            if ports or key == ("out",):
+                lay.patches[key].append((i, nodes, ports))
+    return lay
+
+
+class _Chunk:
+    """Hooks for one chunk of ``b`` references."""
+
+    def __init__(self, model, plan: Plan, lay: _Layout, refs: np.ndarray, device) -> None:
+        self.model, self.plan, self.lay, self.b = model, plan, lay, len(refs)
+        self.store: dict[tuple[str, int], torch.Tensor] = {}
+        self.base: dict[int, torch.Tensor] = {}
+        self.final: torch.Tensor | None = None
+        self.masks: dict[int, torch.Tensor | None] = {}
+        for inst in plan.instances[1:]:
+            m = plan.claim_mask(inst, refs)
+            self.masks[inst.index] = None if m is None else m.to(device)[..., None]
+
+    def rows(self, block: int) -> slice:
+        return slice(block * self.b, (block + 1) * self.b)
+
+    def resid(self, i: int, claims, base: torch.Tensor) -> torch.Tensor:
+        """The residual into a port of instance ``i``: the context's, with claimed nodes swapped in."""
+        r = base
+        for c, up in claims:
+            d = self.store[(up, self.lay.host[c])] - self.store[(up, self.lay.ctx[i])]
+            m = self.masks[c]
+            r = r + (d if m is None else d * m)
+        return r
+
+    def keep(self, node: str, x: torch.Tensor) -> None:
+        for blk in self.lay.needs.get(node, ()):
+            self.store[(node, blk)] = x[self.rows(blk)] if x.shape[0] != 1 else x.expand(self.b, -1, -1)
+
+    def hooks(self, rows: int) -> _HookSet:
+        hs = _HookSet(rows)
+        model, lay, g = self.model, self.lay, self.plan.graph
+        for name in INPUTS:
+            if name in lay.needs:
+                hs.add("hook_embed" if name == "embed" else "hook_pos_embed", lambda x, n=name: self.keep(n, x))
+        for layer in range(g.n_layers):
+            attn = lay.patches.get(("attn", layer), [])
+            if attn:
+                hs.add(f"blocks.{layer}.hook_resid_pre", lambda x, a=attn: self._capture(x, a))
+                for port in ("q", "k", "v"):
+                    if any(port in ports for _, _, ports in attn):
+                        hs.add(f"blocks.{layer}.attn.hook_{port}", lambda x, L=layer, p=port, a=attn: self._qkv(x, L, p, a))
+            heads = [(h, f"a{layer}.{h}") for h in range(g.n_heads) if f"a{layer}.{h}" in lay.needs]
+            if heads:
+                hs.add(f"blocks.{layer}.attn.hook_z", lambda x, L=layer, hd=heads: self._z(x, L, hd))
+            mlp = lay.patches.get(("mlp", layer), [])
+            if mlp:
+                hs.add(f"blocks.{layer}.hook_mlp_in", lambda x, a=mlp: self._mlp_in(x, a))
+            if f"m{layer}" in lay.needs:
+                hs.add(f"blocks.{layer}.hook_mlp_out", lambda x, n=f"m{layer}": self.keep(n, x))
+        hs.add("ln_final.hook_in", self._out)
+        return hs
+
+    def _capture(self, x, attn) -> None:
+        for i, _, _ in attn:
+            self.base[i] = x[self.rows(self.lay.ctx[i])].clone()
+
+    def _qkv(self, x, layer: int, port: str, attn):
+        blk = self.model.blocks[layer]
+        ln = blk.ln1.original_component
+        w = getattr(blk.attn, f"W_{port.upper()}")
+        bias = getattr(blk.attn, f"b_{port.upper()}")
+        for i, nodes, ports in attn:
+            if port not in ports:
+                continue
+            heads = [self.plan.graph.head(n) for n in nodes]
+            normed = ln(self.resid(i, ports[port], self.base[i]))
+            val = torch.einsum("btm,hmd->bthd", normed, w[heads]) + bias[heads]
+            x[self.rows(self.lay.host[i]), :, heads] = val.to(x.dtype)
+        return x
+
+    def _z(self, z, layer: int, heads) -> None:
+        w_o = self.model.blocks[layer].attn.W_O
+        for h, name in heads:
+            for blk in self.lay.needs[name]:
+                self.store[(name, blk)] = z[self.rows(blk), :, h] @ w_o[h]
+
+    def _mlp_in(self, x, mlp):
+        new = {i: self.resid(i, ports["in"], x[self.rows(self.lay.ctx[i])]) for i, _, ports in mlp}
+        for i, val in new.items():
+            x[self.rows(self.lay.host[i])] = val
+        return x
+
+    def _out(self, x):
+        (i, _, ports), = self.lay.patches[("out",)]
+        self.final = self.resid(i, ports.get("in", []), x[self.rows(self.lay.ctx[i])])
+        raise _Stop
+
+
+def _chunks(n: int, size: int):
+    for start in range(0, n, size):
+        yield np.arange(start, min(n, start + size))
+
+
+def run_plan(
+    model,
+    plan: Plan,
+    data: Dataset,
+    *,
+    batch_size: int | None = None,
+    progress: bool = False,
+    desc: str = "scrubbing",
+) -> torch.Tensor:
+    """The scrubbed model's logits at each reference's target position, ``[N, vocab]``.
+
+    ``batch_size`` is the number of rows per forward pass; a chunk holds
+    ``batch_size // blocks`` references (at least one).
+    """
+    device = model_device(model)
+    lay = _layout(plan, data.attention_mask is not None)
+    rows_per_pass = batch_size or default_batch_size(model, data.seq_len)
+    per_chunk = max(1, rows_per_pass // lay.n_blocks)
+    if rows_per_pass < lay.n_blocks:
+        warnings.warn(
+            f"batch_size={rows_per_pass} is smaller than the plan's {lay.n_blocks} blocks; "
+            f"running one reference per pass ({lay.n_blocks} rows)",
+            stacklevel=2,
+        )
+    examples = np.stack(lay.block_examples)  # [blocks, N]
+    out = []
+    needs_mlp_in = any(k[0] == "mlp" for k in lay.patches)
+    chunks = list(_chunks(plan.n, per_chunk))
+    with torch.inference_mode(), _mlp_in_hooks(model, needs_mlp_in):
+        for refs in tqdm(chunks, desc=desc, disable=not progress or len(chunks) < 2, leave=False):
+            idx = torch.from_numpy(examples[:, refs].reshape(-1))
+            tokens = data.tokens[idx].to(device)
+            mask = None if data.attention_mask is None else data.attention_mask[idx].to(device)
+            chunk = _Chunk(model, plan, lay, refs, device)
+            _forward(model, tokens, mask, chunk.hooks(tokens.shape[0]))
+            out.append(_target_logits(model, chunk.final, data.target_pos[refs].to(device)).float().cpu())
+    return torch.cat(out)
+
+
+def run_clean(model, data: Dataset, *, batch_size: int | None = None) -> torch.Tensor:
+    """The unmodified model's logits at each example's target position, ``[N, vocab]``."""
+    device = model_device(model)
+    size = batch_size or default_batch_size(model, data.seq_len)
+    out = []
+    with torch.inference_mode():
+        for refs in _chunks(len(data), size):
+            tokens = data.tokens[refs].to(device)
+            mask = None if data.attention_mask is None else data.attention_mask[refs].to(device)
+            captured = {}
+
+            def grab(x):
+                captured["x"] = x
+                raise _Stop
+
+            hs = _HookSet(tokens.shape[0])
+            hs.add("ln_final.hook_in", grab)
+            _forward(model, tokens, mask, hs)
+            out.append(_target_logits(model, captured["x"], data.target_pos[refs].to(device)).float().cpu())
+    return torch.cat(out)

@@ -1,0 +1,149 @@
+"""The residual-stream graph of a TransformerLens model, as a networkx DiGraph.
+
+Nodes are components: ``embed``, ``pos``, one ``a{L}.{H}`` per attention head, ``m{L}``
+per MLP, and ``out``. Each component that reads the residual stream has input ports,
+themselves graph nodes: ``a{L}.{H}.q|k|v``, ``m{L}.in`` and ``out.in``. Every component
+feeds every port of every later component (the residual stream is the sum of all
+earlier outputs); edges go ``component -> port -> component``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+__all__ = ["ModelGraph", "GraphError"]
+
+INPUTS = ("embed", "pos")
+ATTN_PORTS = ("q", "k", "v")
+
+_HEAD = re.compile(r"^a(\d+)\.(\d+)$")
+_MLP = re.compile(r"^m(\d+)$")
+
+
+class GraphError(ValueError):
+    """A node or port that the model's graph does not have."""
+
+
+@dataclass(frozen=True)
+class ModelGraph:
+    """The components of a transformer and which ports they feed.
+
+    Build it with :meth:`from_model`; ``graph`` is the networkx DiGraph (component and
+    port nodes carry a ``kind`` attribute: ``input``, ``attn``, ``mlp``, ``output`` or
+    ``port``).
+    """
+
+    n_layers: int
+    n_heads: int
+    attn_only: bool
+    graph: nx.DiGraph = field(repr=False, compare=False)
+
+    @classmethod
+    def from_model(cls, model) -> "ModelGraph":
+        """The graph of a TransformerLens model (a ``TransformerBridge`` or anything with its ``cfg``)."""
+        cfg = getattr(model, "cfg", None)
+        if cfg is None or not all(hasattr(cfg, k) for k in ("n_layers", "n_heads", "d_model")):
+            raise TypeError(
+                f"{type(model).__name__} is not a supported TransformerLens model: it needs a `cfg` with "
+                "n_layers, n_heads and d_model (build one with TransformerBridge.boot_native or scrub.build_model)"
+            )
+        pet = getattr(cfg, "positional_embedding_type", "standard")
+        if pet != "standard":
+            raise TypeError(f"positional_embedding_type={pet!r} is not supported yet (only 'standard')")
+        if getattr(cfg, "parallel_attn_mlp", False):
+            raise TypeError("parallel attention/MLP blocks are not supported yet")
+        return cls.build(int(cfg.n_layers), int(cfg.n_heads), bool(getattr(cfg, "attn_only", False)))
+
+    @classmethod
+    def build(cls, n_layers: int, n_heads: int, attn_only: bool = False) -> "ModelGraph":
+        """The graph of a model with this shape (no model needed)."""
+        g = nx.DiGraph()
+        order: list[str] = []
+
+        def add_component(name: str, kind: str, layer: int, stage: int, ports: tuple[str, ...], head=None):
+            g.add_node(name, kind=kind, layer=layer, stage=stage, head=head, ports=ports)
+            for port in ports:
+                g.add_node(f"{name}.{port}", kind="port", component=name, port=port)
+                g.add_edge(f"{name}.{port}", name)
+                for up in order:
+                    g.add_edge(up, f"{name}.{port}")
+            order.append(name)
+
+        for name in INPUTS:
+            add_component(name, "input", -1, 0, ())
+        for layer in range(n_layers):
+            heads = [f"a{layer}.{h}" for h in range(n_heads)]
+            for h, name in enumerate(heads):
+                # heads of one layer read the same residual: add them before linking any of them
+                g.add_node(name, kind="attn", layer=layer, stage=2 * layer + 1, head=h, ports=ATTN_PORTS)
+            for name in heads:
+                for port in ATTN_PORTS:
+                    g.add_node(f"{name}.{port}", kind="port", component=name, port=port)
+                    g.add_edge(f"{name}.{port}", name)
+                    for up in order:
+                        g.add_edge(up, f"{name}.{port}")
+            order.extend(heads)
+            if not attn_only:
+                add_component(f"m{layer}", "mlp", layer, 2 * layer + 2, ("in",))
+        add_component("out", "output", n_layers, 2 * n_layers + 1, ("in",))
+        return cls(n_layers=n_layers, n_heads=n_heads, attn_only=attn_only, graph=g)
+
+    # -- queries -----------------------------------------------------------------------
+    @property
+    def components(self) -> list[str]:
+        """Every component, in the order the forward pass computes them."""
+        comps = [n for n, d in self.graph.nodes(data=True) if d["kind"] != "port"]
+        return sorted(comps, key=lambda n: (self.graph.nodes[n]["stage"], self.graph.nodes[n]["head"] or 0))
+
+    def kind(self, node: str) -> str:
+        return self.graph.nodes[node]["kind"]
+
+    def stage(self, node: str) -> int:
+        """Position in the forward pass: 0 inputs, 2L+1 layer L's heads, 2L+2 its MLP, 2n+1 the output."""
+        return self.graph.nodes[node]["stage"]
+
+    def layer(self, node: str) -> int:
+        return self.graph.nodes[node]["layer"]
+
+    def head(self, node: str) -> int | None:
+        return self.graph.nodes[node]["head"]
+
+    def ports(self, node: str) -> tuple[str, ...]:
+        return self.graph.nodes[node]["ports"]
+
+    def upstream(self, node: str, port: str) -> list[str]:
+        """The components that feed ``node``'s input ``port``."""
+        return list(self.graph.predecessors(f"{node}.{port}"))
+
+    def feeds(self, up: str, node: str, port: str) -> bool:
+        """Whether component ``up`` feeds ``node``'s input ``port``."""
+        return self.graph.has_edge(up, f"{node}.{port}")
+
+    def check_component(self, name: str, where: str = "") -> None:
+        """Raise :class:`GraphError` naming ``name`` and the valid choices if it is not a component."""
+        if name in self.graph and self.kind(name) != "port":
+            return
+        prefix = f"{where}: " if where else ""
+        m = _HEAD.match(name)
+        if m:
+            layer, head = int(m.group(1)), int(m.group(2))
+            if layer >= self.n_layers:
+                raise GraphError(f"{prefix}unknown model node {name!r}: the model has layers 0..{self.n_layers - 1}")
+            raise GraphError(f"{prefix}unknown model node {name!r}: layer {layer} has heads 0..{self.n_heads - 1}")
+        m = _MLP.match(name)
+        if m and self.attn_only:
+            raise GraphError(f"{prefix}unknown model node {name!r}: the model is attention-only (no MLPs)")
+        if m:
+            raise GraphError(f"{prefix}unknown model node {name!r}: the model has layers 0..{self.n_layers - 1}")
+        if name in self.graph:  # a port
+            raise GraphError(f"{prefix}{name!r} is a port, not a model node; name the node and pass port=")
+        close = difflib.get_close_matches(name, self.components, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise GraphError(
+            f"{prefix}unknown model node {name!r}{hint}; valid nodes are embed, pos, a<layer>.<head>, "
+            f"{'' if self.attn_only else 'm<layer>, '}out for {self.n_layers} layers x {self.n_heads} heads"
+        )

@@ -1,0 +1,243 @@
+"""Circuit hypotheses: an interpretation DAG whose nodes are features, mapped onto model nodes.
+
+>>> h = Hypothesis("induction")
+>>> out = h.output()
+>>> ind = out.add("induction", model=["a1.1", "a1.3"], agree="label")
+>>> ind.add("current token", model="embed", port="q", agree=lambda d: d.tokens[:, -1])  # doctest: +ELLIPSIS
+Node('current token' -> embed.q, agree=...)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+
+from scrub.graph import INPUTS, GraphError, ModelGraph
+from scrub.sampling import Exact, Feature, Random
+
+__all__ = ["Hypothesis", "Node", "HypothesisError", "Claim"]
+
+Positions = Sequence[int] | Callable[[Any], Any] | None
+
+
+class HypothesisError(ValueError):
+    """A hypothesis that does not fit the model's graph; the message names the node."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One treeified edge a child claims: model node ``up`` feeding ``port`` of the parent's ``node``."""
+
+    node: str
+    port: str
+    up: str
+
+
+class Node:
+    """An interpretation node: a feature, and the model nodes (ports, positions) said to compute it.
+
+    Create nodes with :meth:`Hypothesis.output` and :meth:`add`, not directly.
+    """
+
+    def __init__(self, hypothesis: "Hypothesis", name: str, model: Sequence[str], port, positions, agree) -> None:
+        self.hypothesis = hypothesis
+        self.name = name
+        self.model: tuple[str, ...] = tuple(model)
+        self.port: tuple[str, ...] | None = None if port is None else ((port,) if isinstance(port, str) else tuple(port))
+        self.positions = positions
+        self.agree: Feature = agree
+        self.children: list[Node] = []
+
+    def add(
+        self,
+        name: "str | Node",
+        model: str | Sequence[str] | None = None,
+        *,
+        port: str | Sequence[str] | None = None,
+        positions: Positions = None,
+        agree: Feature = Exact(),
+    ) -> "Node":
+        """Claim that ``model`` (one or more graph nodes) computes feature ``agree`` and feeds this node.
+
+        Args:
+            name: the interpretation node's name (unique in the hypothesis), or an existing
+                :class:`Node` to attach again (the DAG is treeified: each place gets its own samples).
+            model: graph node(s), e.g. ``"a0.0"``, ``["a1.1", "a1.3"]``, ``"embed"``, ``"m0"``.
+            port: restrict the claimed path to this input port of the parent (``"q"``, ``"k"``,
+                ``"v"`` for heads, ``"in"`` for MLPs and the output). Default: all ports.
+            positions: restrict the claim to these sequence positions: a list of ints, or a
+                function of the data returning one position (``[N]``) or a mask (``[N, T]``)
+                per example, read on the parent's example.
+            agree: the feature: a function of the data returning ``[N]`` hashable values (or
+                ``[N, T]``, one per position: the node then splits into one instance per
+                position), a column name, :class:`~scrub.Exact` (default) or :class:`~scrub.Random`.
+
+        Returns:
+            The new child node (add its own children to it).
+        """
+        if isinstance(name, Node):
+            if model is not None:
+                raise HypothesisError(f"node {name.name!r}: attaching an existing node takes no model=")
+            if name.hypothesis is not self.hypothesis:
+                raise HypothesisError(f"node {name.name!r} belongs to another hypothesis")
+            self.children.append(name)
+            return name
+        if not isinstance(name, str) or not name:
+            raise HypothesisError(f"a node name must be a non-empty string, got {name!r}")
+        if model is None:
+            raise HypothesisError(f"node {name!r}: model= is required (the graph node(s) it maps to)")
+        models = [model] if isinstance(model, str) else list(model)
+        if not models:
+            raise HypothesisError(f"node {name!r}: model= names no graph node")
+        if name in self.hypothesis._names:
+            raise HypothesisError(f"node {name!r}: the hypothesis already has a node of that name")
+        child = Node(self.hypothesis, name, models, port, positions, agree)
+        self.hypothesis._names[name] = child
+        self.children.append(child)
+        return child
+
+    def __repr__(self) -> str:
+        port = "" if self.port is None else "." + "|".join(self.port)
+        pos = "" if self.positions is None else f", positions={self.positions if not callable(self.positions) else 'fn'}"
+        agree = self.agree if isinstance(self.agree, (Exact, Random, str)) else getattr(self.agree, "__name__", "fn")
+        return f"Node({self.name!r} -> {','.join(self.model)}{port}{pos}, agree={agree})"
+
+
+class Hypothesis:
+    """A circuit hypothesis: ``h.output()`` is the root; grow the tree with ``node.add(...)``."""
+
+    def __init__(self, name: str = "hypothesis") -> None:
+        self.name = name
+        self._names: dict[str, Node] = {}
+        self._root: Node | None = None
+
+    def output(self) -> Node:
+        """The root: the model's output, run on the reference example and scored against its label."""
+        if self._root is None:
+            self._root = Node(self, "output", ["out"], None, None, Exact())
+            self._names["output"] = self._root
+        return self._root
+
+    @property
+    def root(self) -> Node:
+        if self._root is None:
+            raise HypothesisError(f"hypothesis {self.name!r} has no output node: call h.output() first")
+        return self._root
+
+    def nodes(self) -> list[Node]:
+        """The interpretation nodes, each once, parents before children."""
+        return [self._by_id[i] for i in nx.topological_sort(self.to_networkx())]
+
+    def to_networkx(self) -> nx.DiGraph:
+        """The interpretation DAG: an edge parent -> child for each ``add``; node attribute ``node``."""
+        g = nx.DiGraph()
+        self._by_id: dict[int, Node] = {}
+        stack = [self.root]
+        while stack:
+            n = stack.pop()
+            if id(n) in self._by_id:
+                continue
+            self._by_id[id(n)] = n
+            g.add_node(id(n), node=n, name=n.name)
+            for c in n.children:
+                g.add_edge(id(n), id(c))
+                stack.append(c)
+        return g
+
+    # -- validation --------------------------------------------------------------------
+    def claims(self, parent: Node, child: Node, graph: ModelGraph) -> list[Claim]:
+        """The treeified edges ``child`` claims into ``parent`` (validated against ``graph``)."""
+        ports_here = {p for n in parent.model for p in graph.ports(n)}
+        if child.port is not None:
+            for port in child.port:
+                if port not in ports_here:
+                    raise HypothesisError(
+                        f"node {child.name!r}: port {port!r} is not an input port of its parent {parent.name!r} "
+                        f"({', '.join(parent.model)}); valid ports there: {sorted(ports_here)}"
+                    )
+        out: list[Claim] = []
+        for up in child.model:
+            mine = [
+                Claim(n, port, up)
+                for n in parent.model
+                for port in graph.ports(n)
+                if (child.port is None or port in child.port) and graph.feeds(up, n, port)
+            ]
+            if not mine:
+                via = "" if child.port is None else f" through port {'|'.join(child.port)}"
+                raise HypothesisError(
+                    f"node {child.name!r}: model node {up!r} does not feed parent {parent.name!r} "
+                    f"({', '.join(parent.model)}){via}; a child must map to nodes upstream of its parent's"
+                )
+            out.extend(mine)
+        return out
+
+    def validate(self, graph: ModelGraph) -> None:
+        """Check the hypothesis against ``graph``; raise :class:`HypothesisError` naming the node."""
+        root = self.root
+        g = self.to_networkx()
+        if not nx.is_directed_acyclic_graph(g):
+            cycle = nx.find_cycle(g)
+            names = " -> ".join(g.nodes[a]["name"] for a, _ in cycle)
+            raise HypothesisError(f"hypothesis {self.name!r} has a cycle: {names} -> {g.nodes[cycle[0][0]]['name']}")
+        for node in self.nodes():
+            for m in node.model:
+                try:
+                    graph.check_component(m, where=f"node {node.name!r}")
+                except GraphError as exc:
+                    raise HypothesisError(str(exc)) from None
+                if m == "out" and node is not root:
+                    raise HypothesisError(
+                        f"node {node.name!r}: only the output node (h.output()) maps to 'out'; "
+                        "map this node to heads, MLPs or embeddings"
+                    )
+            if node is not root and len(set(node.model)) != len(node.model):
+                raise HypothesisError(f"node {node.name!r}: model= names a graph node twice: {list(node.model)}")
+            if node.children and any(m in INPUTS for m in node.model):
+                raise HypothesisError(
+                    f"node {node.name!r} maps to an input ({', '.join(m for m in node.model if m in INPUTS)}), "
+                    "which has no inputs of its own, so it cannot have children"
+                )
+            if node.positions is not None and not callable(node.positions):
+                try:
+                    [int(p) for p in node.positions]
+                except (TypeError, ValueError):
+                    raise HypothesisError(
+                        f"node {node.name!r}: positions= must be a list of ints or a function of the data"
+                    ) from None
+            seen: dict[Claim, Node] = {}
+            for child in node.children:
+                for claim in self.claims(node, child, graph):
+                    other = seen.get(claim)
+                    if other is not None and _positions_may_overlap(other.positions, child.positions):
+                        raise HypothesisError(
+                            f"nodes {other.name!r} and {child.name!r} both claim the treeified path "
+                            f"{claim.up} -> {claim.node}.{claim.port} under {node.name!r}; give them disjoint "
+                            "ports or positions, or merge them into one node"
+                        )
+                    seen[claim] = child
+
+    def describe(self) -> str:
+        """The tree as indented text."""
+        lines: list[str] = []
+
+        def walk(n: Node, depth: int) -> None:
+            lines.append("  " * depth + repr(n))
+            for c in n.children:
+                walk(c, depth + 1)
+
+        walk(self.root, 0)
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Hypothesis({self.name!r}, {len(self._names)} nodes)"
+
+
+def _positions_may_overlap(a: Positions, b: Positions) -> bool:
+    """Statically: do two position restrictions share a position? (functions are checked on data later)"""
+    if a is None or b is None or callable(a) or callable(b):
+        return a is None or b is None
+    return bool(set(map(int, a)) & set(map(int, b)))

@@ -1,0 +1,110 @@
+"""The result of a scrub: per-example losses, the fraction of loss recovered and its bootstrap interval."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Result", "recovered", "bootstrap_ci"]
+
+
+def recovered(model: float, scrubbed: float, baseline: float) -> float:
+    """``(L_baseline - L_scrubbed) / (L_baseline - L_model)``."""
+    return (baseline - scrubbed) / (baseline - model)
+
+
+def bootstrap_ci(
+    table: pd.DataFrame, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap over examples of the fraction recovered.
+
+    Each example's losses are first averaged over the scrub seeds (seeds pooled), then
+    examples are resampled with replacement ``n_boot`` times.
+    """
+    per = table.groupby("example")[["loss_model", "loss_scrubbed", "loss_baseline"]].mean().to_numpy()
+    n = per.shape[0]
+    rng = np.random.default_rng(seed)
+    stats = []
+    for start in range(0, n_boot, 200):  # bounded memory: 200 resamples x N counts at a time
+        k = min(200, n_boot - start)
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=k).astype(np.float64)
+        means = counts @ per / n  # [k, 3]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            stats.append((means[:, 2] - means[:, 1]) / (means[:, 2] - means[:, 0]))
+    s = np.concatenate(stats)
+    s = s[np.isfinite(s)]
+    alpha = (1 - level) / 2
+    return float(np.quantile(s, alpha)), float(np.quantile(s, 1 - alpha))
+
+
+@dataclass
+class Result:
+    """What :func:`scrub.run` returns.
+
+    Attributes:
+        loss_model: mean loss of the unmodified model.
+        loss_scrubbed: mean loss of the scrubbed model (over examples and seeds).
+        loss_baseline: mean loss of the baseline (by default the fully scrubbed model).
+        loss_recovered: ``(baseline - scrubbed) / (baseline - model)``; may leave [0, 1].
+        ci: ``(low, high)`` bootstrap interval of ``loss_recovered``; ``ci_method`` says how.
+        record: what reproduces the run: seeds, package versions, model config, hashes.
+    """
+
+    hypothesis: str
+    baseline: str
+    metric: str
+    loss_model: float
+    loss_scrubbed: float
+    loss_baseline: float
+    loss_recovered: float
+    ci: tuple[float, float]
+    ci_method: str
+    n_examples: int
+    seeds: list[int]
+    plan_size: dict[str, int]
+    per_example: pd.DataFrame = field(repr=False)
+    record: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def table(self) -> pd.DataFrame:
+        """One row per example and seed: ``example, seed, loss_model, loss_scrubbed, loss_baseline``."""
+        return self.per_example.copy()
+
+    @property
+    def stderr(self) -> float:
+        """Standard error of ``loss_recovered`` by the delta method over examples (seeds pooled)."""
+        per = self.per_example.groupby("example")[["loss_model", "loss_scrubbed", "loss_baseline"]].mean()
+        m, s, b = (per[c].to_numpy() for c in ("loss_model", "loss_scrubbed", "loss_baseline"))
+        num, den = b - s, b - m
+        r = num.mean() / den.mean()
+        infl = (num - r * den) / den.mean()
+        return float(infl.std(ddof=1) / np.sqrt(len(infl)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the per-example table, as plain JSON-able values."""
+        return {
+            "hypothesis": self.hypothesis,
+            "baseline": self.baseline,
+            "metric": self.metric,
+            "loss_model": self.loss_model,
+            "loss_scrubbed": self.loss_scrubbed,
+            "loss_baseline": self.loss_baseline,
+            "loss_recovered": self.loss_recovered,
+            "ci": list(self.ci),
+            "ci_method": self.ci_method,
+            "n_examples": self.n_examples,
+            "seeds": list(self.seeds),
+            "plan_size": dict(self.plan_size),
+            "record": self.record,
+        }
+
+    def __str__(self) -> str:
+        lo, hi = self.ci
+        return (
+            f"{self.hypothesis}: {self.loss_recovered:.1%} of {self.metric} recovered "
+            f"(95% CI {lo:.1%} .. {hi:.1%}; N={self.n_examples}, seeds={self.seeds})\n"
+            f"  model {self.loss_model:.4f}   scrubbed {self.loss_scrubbed:.4f}   "
+            f"baseline ({self.baseline}) {self.loss_baseline:.4f}"
+        )

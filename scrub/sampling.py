@@ -1,0 +1,187 @@
+"""Features and the sampler: group the dataset by a feature once, then draw agreeing examples vectorised.
+
+A feature is what an interpretation node claims its model nodes compute. Two examples
+agree at a node when the feature's values are equal. Samplers (Redwood's names in brackets):
+
+- ``Exact()`` [ExactSampler]: the reference example itself.
+- a feature [FuncSampler]: a function of the :class:`~scrub.Dataset` returning one hashable
+  value per example (``[N]``) or per position (``[N, T]``), or the name of a column.
+- ``Random()`` [UncondSampler]: any example, ignoring the reference.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Union
+
+import numpy as np
+import pandas as pd
+import torch
+
+from scrub.dataset import Dataset
+
+__all__ = ["Exact", "Random", "Feature", "FeatureValues", "evaluate_feature", "Sampler", "FeatureError"]
+
+
+class FeatureError(ValueError):
+    """A feature that cannot be evaluated, or gives values of the wrong shape or type."""
+
+
+@dataclass(frozen=True)
+class Exact:
+    """Agree on everything: the node is fed the reference example itself."""
+
+    def __repr__(self) -> str:
+        return "Exact()"
+
+
+@dataclass(frozen=True)
+class Random:
+    """Agree on nothing: the node is fed a uniformly random example."""
+
+    def __repr__(self) -> str:
+        return "Random()"
+
+
+Feature = Union[Exact, Random, str, Callable[[Dataset], Any]]
+
+
+@dataclass(frozen=True)
+class FeatureValues:
+    """A feature evaluated on a dataset.
+
+    ``kind`` is ``"exact"``, ``"random"``, ``"example"`` (``codes`` is ``[N]``) or
+    ``"position"`` (``codes`` is ``[N, T]``); codes are small integers, equal where the
+    feature's values are equal.
+    """
+
+    kind: str
+    codes: np.ndarray | None = None
+    n_values: int = 0
+
+
+def _to_array(values: Any) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().numpy()
+    if isinstance(values, (pd.Series, pd.Index)):
+        return values.to_numpy()
+    if isinstance(values, pd.DataFrame):
+        return values.to_numpy()
+    if isinstance(values, np.ndarray):
+        return values
+    values = list(values)
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
+
+
+def _factorize(flat: np.ndarray, node: str) -> tuple[np.ndarray, int]:
+    if flat.dtype == object:
+        for v in flat[: min(len(flat), 1000)]:
+            try:
+                hash(v)
+            except TypeError:
+                raise FeatureError(
+                    f"node {node!r}: feature values must be hashable (ints, strings, tuples), got {type(v).__name__}"
+                ) from None
+    if pd.isna(pd.Series(flat, dtype=object if flat.dtype == object else None)).any():
+        raise FeatureError(f"node {node!r}: the feature returned NaN/None for some examples; every example needs a value")
+    codes, uniques = pd.factorize(flat, use_na_sentinel=False)
+    return codes.astype(np.int64), len(uniques)
+
+
+def evaluate_feature(agree: Feature, data: Dataset, node: str = "?") -> FeatureValues:
+    """Evaluate ``agree`` on ``data`` and encode its values; errors name ``node``."""
+    if isinstance(agree, Exact) or agree is Exact:
+        return FeatureValues("exact")
+    if isinstance(agree, Random) or agree is Random:
+        return FeatureValues("random")
+    n, t = len(data), data.seq_len
+    if isinstance(agree, str):
+        if agree not in data.columns.columns:
+            raise FeatureError(
+                f"node {node!r}: agree={agree!r} names no column of the dataset; columns are "
+                f"{list(map(str, data.columns.columns))}"
+            )
+        values = data.columns[agree]
+    elif callable(agree):
+        try:
+            values = agree(data)
+        except Exception as exc:  # the user's function: say whose it is
+            raise FeatureError(f"node {node!r}: the feature function raised {type(exc).__name__}: {exc}") from exc
+    else:
+        raise FeatureError(
+            f"node {node!r}: agree must be a function of the data, a column name, scrub.Exact() or scrub.Random(); "
+            f"got {type(agree).__name__}"
+        )
+    arr = _to_array(values)
+    if arr.ndim == 1 and arr.shape[0] == n:
+        codes, k = _factorize(arr, node)
+        return FeatureValues("example", codes, k)
+    if arr.ndim == 2 and arr.shape == (n, t):
+        codes, k = _factorize(arr.reshape(-1), node)
+        return FeatureValues("position", codes.reshape(n, t), k)
+    raise FeatureError(
+        f"node {node!r}: the feature returned shape {tuple(arr.shape)}; expected one value per example "
+        f"[{n}] or one per position [{n}, {t}]"
+    )
+
+
+class Sampler:
+    """Draws, for each reference, a uniformly random example that agrees with it on a feature.
+
+    The dataset is grouped by the feature's codes once (a stable sort); a draw is then a
+    vectorised pick within each reference's group. For a per-position feature, groups
+    are formed per position and :meth:`draw` takes the position.
+    """
+
+    def __init__(self, values: FeatureValues, n: int, node: str = "?") -> None:
+        self.kind = values.kind
+        self.n = n
+        self.node = node
+        if self.kind in ("example", "position"):
+            codes = values.codes
+            if self.kind == "position":
+                # one group per (position, value): offset codes by position
+                t = codes.shape[1]
+                codes = codes + values.n_values * np.arange(t)[None, :]
+                flat = codes.T.reshape(-1)  # position-major: index = pos * n + example
+            else:
+                flat = codes
+            self._codes = codes
+            self._order = np.argsort(flat, kind="stable")
+            counts = np.bincount(flat)
+            self._counts = counts
+            self._starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            self.n_values = values.n_values
+            self.singleton_fraction = float((counts[flat] == 1).mean())
+            self.group_sizes = counts
+
+    def warn_if_unique(self) -> None:
+        """Warn (naming the node) when most examples agree with no example but themselves."""
+        if self.kind in ("example", "position") and self.singleton_fraction > 0.5:
+            warnings.warn(
+                f"node {self.node!r}: {self.singleton_fraction:.0%} of examples have no agreeing example but "
+                f"themselves ({self.n_values} distinct feature values over {self.n} examples); the node is then "
+                "effectively fed the reference itself (Exact). Use more data or a coarser feature.",
+                stacklevel=3,
+            )
+
+    def draw(self, ref: np.ndarray, rng: np.random.Generator, position: int | None = None) -> np.ndarray:
+        """An agreeing example index for each reference index in ``ref`` (with replacement)."""
+        if self.kind == "exact":
+            return ref.copy()
+        if self.kind == "random":
+            return rng.integers(0, self.n, size=ref.shape[0])
+        if self.kind == "position":
+            if position is None:
+                raise ValueError("a per-position feature needs a position to draw at")
+            c = self._codes[ref, position]
+        else:
+            c = self._codes[ref]
+        pick = self._starts[c] + np.floor(rng.random(ref.shape[0]) * self._counts[c]).astype(np.int64)
+        out = self._order[pick]
+        if self.kind == "position":
+            out = out - position * self.n
+        return out
