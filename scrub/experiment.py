@@ -107,10 +107,9 @@ def run(
         raise ValueError(f"n_seeds must be at least 1, got {n_seeds}")
     baseline = baseline or fully_scrubbed()
     seeds = [seed + k for k in range(n_seeds)]
-    plans = [
-        (make_plan(hypothesis, graph, data, (s, 0)), make_plan(baseline, graph, data, (s, 1), warn=False))
-        for s in seeds
-    ]
+    # the baseline is sampled with the same seed: common random numbers (an identical hypothesis
+    # gives identical samples, and the ratio's variance shrinks)
+    plans = [(make_plan(hypothesis, graph, data, s), make_plan(baseline, graph, data, s, warn=False)) for s in seeds]
     if device is not None:
         model.to(device)
     model_logits = run_clean(model, data, batch_size=batch_size)
@@ -132,7 +131,7 @@ def run(
         )
     table = pd.concat(frames, ignore_index=True)
     lm, ls, lb = (float(table[c].mean()) for c in ("loss_model", "loss_scrubbed", "loss_baseline"))
-    if abs(lb - lm) <= 1e-9 * max(1.0, abs(lm)):
+    if abs(lb - lm) <= 1e-6 * max(1.0, abs(lm)):  # float noise of an identical computation
         raise ValueError(
             f"the baseline {baseline.name!r} has the model's own loss ({lb:.6g} vs {lm:.6g}): the fraction recovered "
             "has a zero denominator and is undefined; use a baseline that removes the behaviour"

@@ -208,6 +208,7 @@ class Hypothesis:
                     raise HypothesisError(
                         f"node {node.name!r}: positions= must be a list of ints or a function of the data"
                     ) from None
+        for node in self.nodes():  # model nodes are all known: now the edges
             seen: dict[Claim, Node] = {}
             for child in node.children:
                 for claim in self.claims(node, child, graph):

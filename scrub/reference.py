@@ -25,7 +25,8 @@ def _clean_outputs(model, graph: ModelGraph, data: Dataset, example: int) -> dic
     """Every component's output ``[T, d_model]`` in the clean run on one example."""
     tokens = data.tokens[example : example + 1]
     kwargs = {} if data.attention_mask is None else {"attention_mask": data.attention_mask[example : example + 1]}
-    _, cache = model.run_with_cache(tokens, **kwargs)
+    wanted = lambda name: name in ("hook_embed", "hook_pos_embed") or name.endswith(("attn.hook_z", "hook_mlp_out"))
+    _, cache = model.run_with_cache(tokens, names_filter=wanted, **kwargs)
     out = {"embed": cache["hook_embed"][0], "pos": cache["hook_pos_embed"][0]}
     for layer in range(graph.n_layers):
         z = cache[f"blocks.{layer}.attn.hook_z"][0]
@@ -49,14 +50,21 @@ def _bias_below(model, graph: ModelGraph, stage: int) -> torch.Tensor:
 class _Oracle:
     def __init__(self, model, plan: Plan, data: Dataset) -> None:
         self.model, self.plan, self.data, self.g = model, plan, data, plan.graph
+        self._clean: dict[int, dict[str, torch.Tensor]] = {}
+
+    def clean(self, example: int) -> dict[str, torch.Tensor]:
+        """The clean run on one example (each example's clean run is the same wherever it is used)."""
+        if example not in self._clean:
+            self._clean[example] = _clean_outputs(self.model, self.g, self.data, example)
+        return self._clean[example]
 
     def outputs(self, inst: Instance, ref: int) -> dict[str, torch.Tensor]:
         """run(n_I, x): the outputs of ``inst``'s model nodes for reference ``ref``."""
         example = int(inst.examples[ref])
         if inst.is_leaf:  # evaluated on its own example all the way down
-            clean = _clean_outputs(self.model, self.g, self.data, example)
+            clean = self.clean(example)
             return {m: clean[m] for m in inst.node.model}
-        random = _clean_outputs(self.model, self.g, self.data, int(inst.random[ref]))  # one shared r per call
+        random = self.clean(int(inst.random[ref]))  # one shared random example per call
         children = [(self.plan.instances[c], self.outputs(self.plan.instances[c], ref)) for c in inst.children]
         port_inputs: dict[tuple[str, str], torch.Tensor] = {}
         for n in inst.node.model:

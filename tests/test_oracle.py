@@ -1,0 +1,164 @@
+"""The batched executor against the recursive oracle, on random models and random hypotheses.
+
+Size: 30 random models x 1 random hypothesis each x 8 references (plus the hand-written cases).
+"""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import scrub
+from scrub.executor import run_plan
+from scrub.graph import INPUTS
+from scrub.hypothesis import HypothesisError
+from scrub.reference import run_reference
+from tests.conftest import small_model
+
+N, T, VOCAB = 8, 5, 6
+
+
+def random_feature(rng: np.random.Generator):
+    kind = rng.choice(["exact", "random", "example", "example", "position", "column"])
+    if kind == "exact":
+        return scrub.Exact()
+    if kind == "random":
+        return scrub.Random()
+    if kind == "column":
+        return "parity"
+    k, j = int(rng.integers(2, 4)), int(rng.integers(0, T))
+    if kind == "position":
+        return lambda d, k=k: d.tokens % k
+    return lambda d, k=k, j=j: d.tokens[:, j] % k
+
+
+def random_positions(rng: np.random.Generator):
+    kind = rng.choice(["all", "all", "static", "function"])
+    if kind == "static":
+        return sorted(rng.choice(T, size=int(rng.integers(1, T)), replace=False).tolist())
+    if kind == "function":
+        return lambda d: d.tokens % 2 == 0
+    return None
+
+
+def random_hypothesis(rng: np.random.Generator, graph: scrub.ModelGraph, data, max_nodes: int = 6) -> scrub.Hypothesis:
+    """A random DAG over the graph: random model nodes, ports, positions and small-alphabet features."""
+    h = scrub.Hypothesis("random")
+    frontier = [h.output()]
+    count = 0
+    while frontier and count < max_nodes:
+        parent = frontier.pop(0)
+        if any(m in INPUTS for m in parent.model):
+            continue
+        for _ in range(int(rng.integers(1, 3))):
+            ups = sorted({u for n in parent.model for p in graph.ports(n) for u in graph.upstream(n, p)})
+            port_choices = sorted({p for n in parent.model for p in graph.ports(n)})
+            port = None if rng.random() < 0.5 else str(rng.choice(port_choices))
+            if port is not None:
+                ups = [u for u in ups if any(graph.feeds(u, n, port) for n in parent.model)]
+            size = int(rng.integers(1, min(3, len(ups)) + 1))
+            model_nodes = sorted(rng.choice(ups, size=size, replace=False).tolist())
+            if any(m in INPUTS for m in model_nodes) and len(model_nodes) > 1 and rng.random() < 0.5:
+                model_nodes = [m for m in model_nodes if m not in INPUTS] or model_nodes
+            child = parent.add(
+                f"n{count}", model=model_nodes, port=port, positions=random_positions(rng), agree=random_feature(rng)
+            )
+            try:
+                scrub.make_plan(h, graph, data, warn=False)  # static and data-dependent checks
+            except HypothesisError:
+                parent.children.pop()
+                del h._names[child.name]
+                continue
+            count += 1
+            frontier.append(child)
+    return h
+
+
+def random_model(rng: np.random.Generator):
+    return small_model(
+        n_layers=int(rng.integers(1, 4)),
+        attn_only=bool(rng.random() < 0.5),
+        norm=None if rng.random() < 0.5 else "LN",
+        n_heads=int(rng.choice([1, 2, 3])),
+        d_model=12,
+        d_vocab=VOCAB,
+        attention_dir="bidirectional" if rng.random() < 0.25 else "causal",
+        seed=int(rng.integers(0, 1000)),
+    )
+
+
+def random_data(rng: np.random.Generator, mask: bool) -> scrub.Dataset:
+    import pandas as pd
+
+    tokens = torch.from_numpy(rng.integers(0, VOCAB, size=(N, T)))
+    attention_mask = None
+    if mask:  # right padding on some examples
+        lengths = rng.integers(3, T + 1, size=N)
+        attention_mask = torch.from_numpy((np.arange(T)[None, :] < lengths[:, None]).astype(np.int64))
+    return scrub.Dataset(
+        tokens,
+        labels=torch.from_numpy(rng.integers(0, VOCAB, size=N)),
+        columns=pd.DataFrame({"parity": (tokens.sum(1) % 2).numpy()}),
+        target_pos=torch.from_numpy(rng.integers(0, T, size=N)) if mask else None,
+        attention_mask=attention_mask,
+    )
+
+
+def check_agreement(seed: int) -> int:
+    rng = np.random.default_rng(seed)
+    model = random_model(rng)
+    graph = scrub.ModelGraph.from_model(model)
+    data = random_data(rng, mask=model.cfg.attention_dir == "bidirectional" and rng.random() < 0.7)
+    h = random_hypothesis(rng, graph, data)
+    plan = scrub.make_plan(h, graph, data, seed=seed, warn=False)
+    fast = run_plan(model, plan, data, batch_size=int(rng.integers(1, 200)))
+    slow = run_reference(model, plan, data)
+    err = (fast - slow).abs().max().item()
+    assert err < 1e-4, f"executor and oracle disagree by {err:.2e}\n{h.describe()}\n{plan.summary()}"
+    return len(plan.instances)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**31 - 1))
+def test_executor_matches_oracle_on_random_models_and_hypotheses(seed):
+    check_agreement(seed)
+
+
+def test_oracle_on_a_deep_multi_node_hypothesis():
+    """Instances spanning several stages (host and context blocks apart), per-position features, ports."""
+    model = small_model(n_layers=3, attn_only=False, norm="LN", n_heads=2, d_model=12, d_vocab=VOCAB)
+    graph = scrub.ModelGraph.from_model(model)
+    data = random_data(np.random.default_rng(0), mask=False)
+    h = scrub.Hypothesis("deep")
+    top = h.output().add("top", model=["a2.0", "m2", "a1.1"], agree=lambda d: d.tokens[:, -1] % 2)
+    mid = top.add("mid", model=["a1.0", "m0"], port="v", agree=lambda d: d.tokens % 2)
+    mid.add("low", model="a0.1", agree=lambda d: d.tokens[:, 1] % 3, positions=[0, 2, 4])
+    mid.add("emb", model="embed", port="k", agree=scrub.Random())
+    top.add("q", model="embed", port="q", agree=lambda d: d.tokens[:, -1] % 3)
+    plan = scrub.make_plan(h, graph, data, seed=1, warn=False)
+    assert len(plan.instances) == 1 + 1 + T * (1 + 1 + 1) + 1
+    fast, slow = run_plan(model, plan, data), run_reference(model, plan, data)
+    assert (fast - slow).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 10_000])
+def test_batch_size_does_not_change_the_numbers(batch_size):
+    rng = np.random.default_rng(11)
+    model = small_model(n_layers=2, attn_only=False, d_vocab=VOCAB)
+    graph = scrub.ModelGraph.from_model(model)
+    data = random_data(rng, mask=False)
+    h = random_hypothesis(np.random.default_rng(4), graph, data)
+    plan = scrub.make_plan(h, graph, data, seed=0, warn=False)
+    full = run_plan(model, plan, data, batch_size=10**6)
+    with pytest.warns(UserWarning) if batch_size == 1 else _nothing():
+        part = run_plan(model, plan, data, batch_size=batch_size)
+    assert torch.allclose(full, part, atol=1e-5)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
