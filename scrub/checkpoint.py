@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,8 @@ def build_model(**config: Any):
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 
-    model = TransformerBridge.boot_native(TransformerBridgeConfig(**config))
+    with contextlib.redirect_stdout(io.StringIO()):  # boot_native prints "Moving model to device"
+        model = TransformerBridge.boot_native(TransformerBridgeConfig(**config))
     model.eval()
     return model
 
@@ -83,7 +86,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
             )
         raise ValueError(f"{path}: weights do not match the config {config}: " + "; ".join(parts))
     model.load_state_dict(state, strict=True)
-    return model.to(device)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return model.to(device)
 
 
 def weights_hash(model) -> str:
