@@ -42,6 +42,9 @@ class ExecutionError(RuntimeError):
     """The forward pass did not go as planned (a hook did not fire, or fired with the wrong shape)."""
 
 
+_NOWHERE = -(1 << 30)  # a per-position instance whose position its node's positions= exclude
+
+
 class _Stop(Exception):
     """Raised at the final residual: nothing after it is needed."""
 
@@ -132,6 +135,8 @@ class _Layout:
     # patches[stage key] = [(instance, [model nodes at that stage], {port: [(child instance, up node)]})]
     patches: dict[tuple, list] = field(default_factory=lambda: defaultdict(list))
     needs: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))  # node -> blocks to store
+    # (node, block) read at one position only (a per-position instance's output): store just that column
+    only_at: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @property
     def n_blocks(self) -> int:
@@ -157,6 +162,11 @@ def _layout(plan: Plan, has_mask: bool) -> _Layout:
             else:
                 lay.ctx[inst.index] = lay.n_blocks
                 lay.block_examples.append(inst.random)
+    for inst in plan.instances:
+        static = plan.position_masks.get(id(inst.node))
+        if inst.position is not None and (static is None or static.ndim == 1):
+            for m in inst.node.model:
+                lay.only_at[(m, lay.host[inst.index])] = inst.position
     for inst in plan.instances:
         if inst.is_leaf:
             continue
@@ -191,26 +201,40 @@ class _Chunk:
         self.store: dict[tuple[str, int], torch.Tensor] = {}
         self.base: dict[int, torch.Tensor] = {}
         self.final: torch.Tensor | None = None
-        self.masks: dict[int, torch.Tensor | None] = {}
+        # where each instance feeds its parent: None (everywhere), an int (one position, for
+        # per-position instances: only that column is touched), or a [B, T, 1] mask
+        self.masks: dict[int, torch.Tensor | int | None] = {}
         for inst in plan.instances[1:]:
-            m = plan.claim_mask(inst, refs)
-            self.masks[inst.index] = None if m is None else m.to(device)[..., None]
+            static = plan.position_masks.get(id(inst.node))
+            if inst.position is not None and (static is None or static.ndim == 1):
+                self.masks[inst.index] = inst.position if static is None or static[inst.position] else _NOWHERE
+            else:
+                m = plan.claim_mask(inst, refs)
+                self.masks[inst.index] = None if m is None else m.to(device)[..., None]
 
     def rows(self, block: int) -> slice:
         return slice(block * self.b, (block + 1) * self.b)
 
     def resid(self, i: int, claims, base: torch.Tensor) -> torch.Tensor:
         """The residual into a port of instance ``i``: the context's, with claimed nodes swapped in."""
-        r = base
+        r = base.clone()
         for c, up in claims:
-            d = self.store[(up, self.lay.host[c])] - self.store[(up, self.lay.ctx[i])]
+            child, ctx = self.store[(up, self.lay.host[c])], self.store[(up, self.lay.ctx[i])]
             m = self.masks[c]
-            r = r + (d if m is None else d * m)
+            if m is None:
+                r += child - ctx
+            elif isinstance(m, int):
+                if m != _NOWHERE:
+                    r[:, m] += (child if child.ndim == 2 else child[:, m]) - ctx[:, m]
+            else:
+                r += (child - ctx) * m
         return r
 
     def keep(self, node: str, x: torch.Tensor) -> None:
         for blk in self.lay.needs.get(node, ()):
-            self.store[(node, blk)] = x[self.rows(blk)] if x.shape[0] != 1 else x.expand(self.b, -1, -1)
+            v = x[self.rows(blk)] if x.shape[0] != 1 else x.expand(self.b, -1, -1)
+            at = self.lay.only_at.get((node, blk))
+            self.store[(node, blk)] = v if at is None else v[:, at]
 
     def hooks(self, rows: int) -> _HookSet:
         hs = _HookSet(rows)
@@ -258,7 +282,9 @@ class _Chunk:
         w_o = self.model.blocks[layer].attn.W_O
         for h, name in heads:
             for blk in self.lay.needs[name]:
-                self.store[(name, blk)] = z[self.rows(blk), :, h] @ w_o[h]
+                at = self.lay.only_at.get((name, blk))
+                zh = z[self.rows(blk), :, h] if at is None else z[self.rows(blk), at, h]
+                self.store[(name, blk)] = zh @ w_o[h]
 
     def _mlp_in(self, x, mlp):
         new = {i: self.resid(i, ports["in"], x[self.rows(self.lay.ctx[i])]) for i, _, ports in mlp}

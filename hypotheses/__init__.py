@@ -1,0 +1,1 @@
+"""Worked hypotheses shipped with scrub: small trained models with known circuits."""
