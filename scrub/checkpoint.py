@@ -49,7 +49,7 @@ def model_config(model) -> dict[str, Any]:
 def save_model(model, path: str | Path, **metadata: Any) -> None:
     """Save ``model``'s weights as safetensors with its config (and ``metadata``) in the header."""
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    header = {"config": json.dumps(model_config(model)), "metadata": json.dumps(metadata)}
+    header = {"config": json.dumps(model_config(model), sort_keys=True), "metadata": json.dumps(metadata, sort_keys=True)}
     save_file(state, str(path), metadata=header)
 
 

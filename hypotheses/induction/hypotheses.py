@@ -1,7 +1,7 @@
 """Hypotheses about the induction demo model.
 
 Head names come from :func:`hypotheses.induction.locate_heads` on the committed weights
-(previous-token head a0.2; induction heads a1.0-a1.3); pass ``heads=`` to use others.
+(previous-token heads a0.2, a0.3; induction heads a1.0-a1.3); pass ``heads=`` to use others.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import scrub
 __all__ = ["HEADS", "naive", "previous_tokens", "tokens"]
 
 #: Located on the committed weights by ``locate_heads(load_model())`` (a test checks it still holds).
-HEADS: dict[str, list[str]] = {"prev_token": ["a0.2"], "induction": ["a1.0", "a1.1", "a1.2", "a1.3"]}
+HEADS: dict[str, list[str]] = {"prev_token": ["a0.2", "a0.3"], "induction": ["a1.0", "a1.1", "a1.2", "a1.3"]}
 
 
 def tokens(d: scrub.Dataset) -> torch.Tensor:
@@ -29,7 +29,7 @@ def previous_tokens(d: scrub.Dataset) -> torch.Tensor:
 def naive(heads: dict[str, list[str]] | None = None) -> scrub.Hypothesis:
     """The naive induction hypothesis: the induction heads' output is the answer, computed from
     the current token (embeddings into Q), the previous token at each key position
-    (previous-token head into K) and the token at each key position (embeddings into V)."""
+    (previous-token heads into K) and the token at each key position (embeddings into V)."""
     heads = heads or HEADS
     h = scrub.Hypothesis("induction: naive")
     ind = h.output().add("induction heads", model=heads["induction"], agree="label")

@@ -38,10 +38,21 @@ def train(seed: int = 0, steps: int = 2000, batch: int = 128, lr: float = 1e-3, 
     """Train a fresh model from ``seed``; returns ``(model, final_loss)``.
 
     ``final_loss`` is the mean training loss over the last 100 steps (all positions).
+    Trains on one thread with deterministic algorithms (restored afterwards), so the
+    weights depend only on ``seed`` and ``steps``, not on the machine's core count.
     """
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(1)
-    torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
+    try:
+        return _train(seed, steps, batch, lr, weight_decay, log_every)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train(seed: int, steps: int, batch: int, lr: float, weight_decay: float, log_every: int) -> tuple[Any, float]:
+    torch.manual_seed(seed)
     model = scrub.build_model(**{**CONFIG, "seed": seed})
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
