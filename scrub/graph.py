@@ -64,28 +64,27 @@ class ModelGraph:
         g = nx.DiGraph()
         order: list[str] = []
 
-        def add_component(name: str, kind: str, layer: int, stage: int, ports: tuple[str, ...], head=None):
-            g.add_node(name, kind=kind, layer=layer, stage=stage, head=head, ports=ports)
+        def link(name: str, ports: tuple[str, ...]) -> None:
+            """Add ``name``'s ports, each fed by every component computed so far."""
             for port in ports:
                 g.add_node(f"{name}.{port}", kind="port", component=name, port=port)
                 g.add_edge(f"{name}.{port}", name)
                 for up in order:
                     g.add_edge(up, f"{name}.{port}")
+
+        def add_component(name: str, kind: str, layer: int, stage: int, ports: tuple[str, ...]) -> None:
+            g.add_node(name, kind=kind, layer=layer, stage=stage, head=None, ports=ports)
+            link(name, ports)
             order.append(name)
 
         for name in INPUTS:
             add_component(name, "input", -1, 0, ())
         for layer in range(n_layers):
             heads = [f"a{layer}.{h}" for h in range(n_heads)]
+            # heads of one layer read the same residual: link them all before adding any to `order`
             for h, name in enumerate(heads):
-                # heads of one layer read the same residual: add them before linking any of them
                 g.add_node(name, kind="attn", layer=layer, stage=2 * layer + 1, head=h, ports=ATTN_PORTS)
-            for name in heads:
-                for port in ATTN_PORTS:
-                    g.add_node(f"{name}.{port}", kind="port", component=name, port=port)
-                    g.add_edge(f"{name}.{port}", name)
-                    for up in order:
-                        g.add_edge(up, f"{name}.{port}")
+                link(name, ATTN_PORTS)
             order.extend(heads)
             if not attn_only:
                 add_component(f"m{layer}", "mlp", layer, 2 * layer + 2, ("in",))
