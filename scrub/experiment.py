@@ -161,4 +161,6 @@ def run(
             "data_sha256": _data_hash(data),
             "device": str(next(model.parameters()).device),
         },
+        spec=hypothesis,
+        graph=graph,
     )

@@ -50,6 +50,9 @@ class Node:
         self.positions = positions
         self.agree: Feature = agree
         self.children: list[Node] = []
+        #: A childless node that is *not* a leaf: its model nodes take every input from the random
+        #: context (what is left of a node when :meth:`Hypothesis.without` removes all its children).
+        self.open: bool = False
 
     def add(
         self,
@@ -102,6 +105,7 @@ class Node:
     def __repr__(self) -> str:
         port = "" if self.port is None else "." + "|".join(self.port)
         pos = "" if self.positions is None else f", positions={self.positions if not callable(self.positions) else 'fn'}"
+        pos += ", open" if self.open else ""
         agree = self.agree if isinstance(self.agree, (Exact, Random, str)) else getattr(self.agree, "__name__", "fn")
         return f"Node({self.name!r} -> {','.join(self.model)}{port}{pos}, agree={agree})"
 
@@ -220,6 +224,56 @@ class Hypothesis:
                             "ports or positions, or merge them into one node"
                         )
                     seen[claim] = child
+
+    # -- sub-hypotheses (claim breakdowns) -----------------------------------------------
+    def leaves(self) -> list[str]:
+        """The names of the leaf nodes (not the root), in depth-first order: the hypothesis's claims."""
+        return [n.name for n in self.nodes() if not n.children and n is not self.root and not n.open]
+
+    def without(self, *names: str, name: str | None = None) -> "Hypothesis":
+        """A copy with the named nodes (and whatever hangs only below them) removed.
+
+        What they claimed becomes unimportant: a node left with no children keeps its random
+        context (``open``) rather than turning into a leaf, which would claim *more*.
+        """
+        self._check_names(names)
+        drop = set(names)
+        return self._copy(lambda n: n.name not in drop, name or f"{self.name} without {', '.join(names)}")
+
+    def only(self, *names: str, name: str | None = None) -> "Hypothesis":
+        """A copy keeping the named nodes, their subtrees and their ancestors, and nothing else."""
+        self._check_names(names)
+        g = self.to_networkx()
+        keep: set[int] = set()
+        for nm in names:
+            i = id(self._names[nm])
+            keep |= {i} | nx.ancestors(g, i) | nx.descendants(g, i)
+        return self._copy(lambda n: id(n) in keep, name or f"{self.name}: only {', '.join(names)}")
+
+    def _check_names(self, names) -> None:
+        for nm in names:
+            if nm not in self._names or nm == "output":
+                valid = sorted(k for k in self._names if k != "output")
+                raise HypothesisError(f"hypothesis {self.name!r} has no node {nm!r} to select; its nodes: {valid}")
+
+    def _copy(self, keep: Callable[[Node], bool], name: str) -> "Hypothesis":
+        new = Hypothesis(name)
+        made: dict[int, Node] = {}
+
+        def clone(n: Node) -> Node:
+            if id(n) in made:
+                return made[id(n)]
+            c = new.output() if n is self.root else Node(new, n.name, n.model, n.port, n.positions, n.agree)
+            c.port, c.open = n.port, n.open
+            made[id(n)] = c
+            new._names[n.name] = c
+            c.children = [clone(k) for k in n.children if keep(k)]
+            if n.children and not c.children:
+                c.open = True
+            return c
+
+        clone(self.root)
+        return new
 
     def describe(self) -> str:
         """The tree as indented text."""

@@ -127,6 +127,26 @@ def _position_mask(node: Node, data: Dataset) -> np.ndarray | None:
     )
 
 
+def _used_columns(inst: Instance, masks: dict[int, np.ndarray], t: int) -> set[int] | None:
+    """The columns of ``inst``'s output its parent reads, when known before sampling (else None)."""
+    if inst.parent is None:
+        return None
+    cols = set(range(t))
+    pm = masks.get(id(inst.node))
+    if pm is not None:
+        if pm.ndim == 2:
+            return None
+        cols &= {int(p) for p in np.flatnonzero(pm)}
+    if inst.position is not None:
+        cols &= {inst.position}
+    return cols
+
+
+def _column_local(graph: ModelGraph, claim: Claim) -> bool:
+    """Does the port act position by position (an MLP's input, a head's queries)?"""
+    return claim.port == "q" or graph.kind(claim.node) == "mlp"
+
+
 def make_plan(
     hypothesis: Hypothesis, graph: ModelGraph, data: Dataset, seed: int | tuple[int, ...] = 0, *, warn: bool = True
 ) -> Plan:
@@ -179,14 +199,19 @@ def make_plan(
         instances.append(inst)
         if parent is not None:
             parent.children.append(inst.index)
-        if node.children or parent is None:
+        if node.children or parent is None or node.open:
             inst.random = rng.integers(0, n, size=n)
+            used = _used_columns(inst, masks, t)
             for child in node.children:
                 claims_c = hypothesis.claims(node, child, graph)
                 sampler = samplers[id(child)]
                 if sampler.kind == "position":
                     pm = masks.get(id(child))
                     positions = range(t) if pm is None or pm.ndim == 2 else np.flatnonzero(pm)
+                    if used is not None and all(_column_local(graph, c) for c in claims_c):
+                        # the parent is read only at `used`, and these ports act column by column:
+                        # copies of the child at other positions could change nothing that is read
+                        positions = [p for p in positions if p in used]
                     for p in positions:
                         new(child, inst, claims_c, int(p), sampler.draw(inst.examples, rng, int(p)))
                 else:

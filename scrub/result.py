@@ -51,6 +51,8 @@ class Result:
         loss_recovered: ``(baseline - scrubbed) / (baseline - model)``; may leave [0, 1].
         ci: ``(low, high)`` bootstrap interval of ``loss_recovered``; ``ci_method`` says how.
         record: what reproduces the run: seeds, package versions, model config, hashes.
+        spec: the :class:`~scrub.Hypothesis` object that was scored (``hypothesis`` is its name).
+        graph: the :class:`~scrub.ModelGraph` of the model it was scored on.
     """
 
     hypothesis: str
@@ -67,6 +69,8 @@ class Result:
     plan_size: dict[str, int]
     per_example: pd.DataFrame = field(repr=False)
     record: dict[str, Any] = field(default_factory=dict, repr=False)
+    spec: Any = field(default=None, repr=False, compare=False)  # the scrub.Hypothesis that was run
+    graph: Any = field(default=None, repr=False, compare=False)  # the scrub.ModelGraph it was run on
 
     def table(self) -> pd.DataFrame:
         """One row per example and seed: ``example, seed, loss_model, loss_scrubbed, loss_baseline``."""

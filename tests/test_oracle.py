@@ -111,6 +111,8 @@ def check_agreement(seed: int) -> int:
     graph = scrub.ModelGraph.from_model(model)
     data = random_data(rng, mask=model.cfg.attention_dir == "bidirectional" and rng.random() < 0.7)
     h = random_hypothesis(rng, graph, data)
+    if h.leaves() and rng.random() < 0.3:  # removing a claim leaves its parent open (non-leaf, childless)
+        h = h.without(str(rng.choice(h.leaves())))
     plan = scrub.make_plan(h, graph, data, seed=seed, warn=False)
     fast = run_plan(model, plan, data, batch_size=int(rng.integers(1, 200)))
     slow = run_reference(model, plan, data)
@@ -162,3 +164,77 @@ class _nothing:
 
     def __exit__(self, *a):
         return False
+
+
+def _drop(plan: scrub.Plan, keep) -> scrub.Plan:
+    """A copy of ``plan`` without the instances ``keep`` rejects (and their subtrees); samples untouched."""
+    import dataclasses
+
+    kept: dict[int, int] = {}
+    out = []
+    for inst in plan.instances:
+        if (inst.parent is not None and inst.parent not in kept) or not keep(inst):
+            continue
+        kept[inst.index] = len(out)
+        out.append(dataclasses.replace(inst, index=len(out), children=[]))
+    for new in out:
+        if new.parent is not None:
+            new.parent = kept[new.parent]
+            out[new.parent].children.append(new.index)
+    return dataclasses.replace(plan, instances=out)
+
+
+def test_pruned_per_position_copies_change_nothing(monkeypatch):
+    """Under a per-position parent, copies of a per-position child at other positions, through
+    column-local ports (MLP in, head q), feed columns nobody reads: the plan leaves them out,
+    and putting them back changes no output."""
+    import scrub.plan as plan_mod
+
+    model = small_model(n_layers=2, attn_only=False, norm="LN", n_heads=2, d_model=12, d_vocab=VOCAB)
+    graph = scrub.ModelGraph.from_model(model)
+    data = random_data(np.random.default_rng(3), mask=False)
+    h = scrub.Hypothesis("per-position chain")
+    mlp = h.output().add("mlp", model="m1", agree=lambda d: d.tokens % 2)
+    mlp.add("into mlp", model="a0.1", port="in", agree=lambda d: d.tokens % 3)
+    head = mlp.add("head", model="a1.0", agree=lambda d: (d.tokens + 1) % 2)
+    head.add("queries", model="embed", port="q", agree=lambda d: d.tokens % 2)
+    head.add("keys", model="a0.0", port="k", agree=lambda d: d.tokens % 3)
+
+    pruned = scrub.make_plan(h, graph, data, seed=5, warn=False)
+    monkeypatch.setattr(plan_mod, "_column_local", lambda g, c: False)
+    full = scrub.make_plan(h, graph, data, seed=5, warn=False)
+    # T copies of 'mlp'; under each, 1 'into mlp' (not T) and 1 'head' (its claim is on m1.in);
+    # under each head, 1 'queries' (q is column-local) and T 'keys'
+    assert len(pruned.instances) == 1 + T * (1 + 1 + 1 + 1 + T)
+    assert len(full.instances) == 1 + T * (1 + T + T * (1 + T + T))
+
+    def local_copy(inst) -> bool:
+        parent = full.instances[inst.parent] if inst.parent is not None else None
+        if parent is None or parent.position is None or inst.node.name == "keys":
+            return True
+        return inst.position == parent.position
+
+    manual = _drop(full, local_copy)
+    assert len(manual.instances) == len(pruned.instances)
+    a, b = run_plan(model, full, data), run_plan(model, manual, data)
+    assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
+    assert (run_plan(model, pruned, data) - run_reference(model, pruned, data)).abs().max() < 1e-4
+
+
+def test_open_nodes_match_the_oracle():
+    """A node whose children were all removed keeps its random context (it is not a leaf)."""
+    model = small_model(n_layers=2, attn_only=False, norm="LN", n_heads=2, d_model=12, d_vocab=VOCAB)
+    graph = scrub.ModelGraph.from_model(model)
+    data = random_data(np.random.default_rng(8), mask=False)
+    h = scrub.Hypothesis("full")
+    top = h.output().add("top", model=["a1.0", "m1"], agree=lambda d: d.tokens[:, -1] % 2)
+    top.add("low", model="a0.1", port="v", agree=lambda d: d.tokens % 2)
+    top.add("emb", model="embed", agree=lambda d: d.tokens[:, 0] % 3)
+    opened = h.without("low", "emb")
+    assert opened._names["top"].open and not opened._names["top"].children
+    assert h.leaves() == ["low", "emb"] or sorted(h.leaves()) == ["emb", "low"]
+    plan = scrub.make_plan(opened, graph, data, seed=2, warn=False)
+    assert [i.is_leaf for i in plan.instances] == [False, False]
+    assert (run_plan(model, plan, data) - run_reference(model, plan, data)).abs().max() < 1e-4
+    only = h.only("low")
+    assert sorted(only._names) == ["low", "output", "top"]
