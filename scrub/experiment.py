@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
+import warnings
+from collections.abc import Callable, Mapping
 from importlib import metadata
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -12,14 +16,20 @@ import torch
 
 from scrub.checkpoint import model_config, weights_hash
 from scrub.dataset import Dataset
-from scrub.executor import run_clean, run_plan
+from scrub.executor import _layout, default_batch_size, model_device, run_clean, run_plan
 from scrub.graph import ModelGraph
 from scrub.hypothesis import Hypothesis
-from scrub.metrics import Metric, check_metric, metric_name, per_example
+from scrub.metrics import METRICS, Metric, check_metric, metric_name, per_example
 from scrub.plan import make_plan
 from scrub.result import Result, bootstrap_ci, recovered
 
-__all__ = ["run", "fully_scrubbed", "check_data"]
+__all__ = ["run", "reproduce", "fully_scrubbed", "check_data", "ReproductionError"]
+
+_T = TypeVar("_T")
+
+
+class ReproductionError(ValueError):
+    """A run's record does not match the model, data or hypothesis given to reproduce it."""
 
 
 def fully_scrubbed() -> Hypothesis:
@@ -102,7 +112,7 @@ def run(
     """
     graph = ModelGraph.from_model(model)
     check_data(model, data)
-    check_metric(metric, data)
+    check_metric(metric, data, _n_outputs(model))
     if n_seeds < 1:
         raise ValueError(f"n_seeds must be at least 1, got {n_seeds}")
     baseline = baseline or fully_scrubbed()
@@ -112,12 +122,22 @@ def run(
     plans = [(make_plan(hypothesis, graph, data, s), make_plan(baseline, graph, data, s, warn=False)) for s in seeds]
     if device is not None:
         model.to(device)
-    model_logits = run_clean(model, data, batch_size=batch_size)
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be a positive number of rows per forward pass, got {batch_size}")
+    rows = [batch_size or default_batch_size(model, data.seq_len)]  # shrinks if a pass does not fit in memory
+    floor = max(_layout(p, data.attention_mask is not None).n_blocks for pair in plans for p in pair)
+    model_logits = _fitting(lambda b: run_clean(model, data, batch_size=b), rows, 1, model)
     loss_model = per_example(metric, model_logits, data, model_logits)
     frames = []
     for s, (plan, base_plan) in zip(seeds, plans):
-        scrubbed = run_plan(model, plan, data, batch_size=batch_size, progress=progress, desc=f"{hypothesis.name} (seed {s})")
-        base = run_plan(model, base_plan, data, batch_size=batch_size, progress=progress, desc=f"baseline (seed {s})")
+        scrubbed = _fitting(
+            lambda b: run_plan(model, plan, data, batch_size=b, progress=progress, desc=f"{hypothesis.name} (seed {s})"),
+            rows, floor, model,
+        )
+        base = _fitting(
+            lambda b: run_plan(model, base_plan, data, batch_size=b, progress=progress, desc=f"baseline (seed {s})"),
+            rows, floor, model,
+        )
         frames.append(
             pd.DataFrame(
                 {
@@ -160,7 +180,129 @@ def run(
             "weights_sha256": weights_hash(model),
             "data_sha256": _data_hash(data),
             "device": str(next(model.parameters()).device),
+            "hypothesis": hypothesis.name,
+            "baseline": baseline.name,
+            "metric": metric_name(metric),
+            "batch_size": rows[0],
+            "n_boot": n_boot,
         },
         spec=hypothesis,
         graph=graph,
+    )
+
+
+def _n_outputs(model) -> int:
+    cfg = model.cfg
+    d_out = getattr(cfg, "d_vocab_out", -1)
+    return int(cfg.d_vocab if d_out is None or d_out < 0 else d_out)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        s in text for s in ("out of memory", "can't allocate memory", "not enough memory", "failed to allocate")
+    )
+
+
+def _fitting(step: Callable[[int], _T], rows: list[int], floor: int, model) -> _T:
+    """Run ``step(batch_size)``, halving the batch size while a pass does not fit in memory.
+
+    ``rows[0]`` holds the batch size and is updated, so later steps start from what fitted.
+    ``floor`` is the smallest pass the plan can make (one reference: one row per block).
+    """
+    while True:
+        try:
+            return step(rows[0])
+        except Exception as exc:
+            if not _is_oom(exc):
+                raise
+            device = model_device(model)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if rows[0] <= floor:
+                raise MemoryError(
+                    f"the scrub does not fit in memory on {device} even one reference at a time "
+                    f"({floor} rows of {_describe_rows(model)} per pass): use a device with more memory, a shorter "
+                    "sequence, or a hypothesis with fewer instances (per-position features multiply them)"
+                ) from exc
+            smaller = max(floor, rows[0] // 2)
+            warnings.warn(
+                f"a forward pass of batch_size={rows[0]} rows ran out of memory on {device}; retrying with "
+                f"batch_size={smaller} (pass batch_size={smaller} or less to scrub.run to skip this search)",
+                stacklevel=3,
+            )
+            rows[0] = smaller
+
+
+def _describe_rows(model) -> str:
+    cfg = model.cfg
+    return f"{cfg.n_layers} layers x d_model {cfg.d_model}"
+
+
+def reproduce(
+    record: Mapping[str, Any] | Result | str,
+    model,
+    hypothesis: Hypothesis,
+    data: Dataset,
+    *,
+    baseline: Hypothesis | None = None,
+    metric: Metric | None = None,
+    strict_versions: bool = False,
+) -> Result:
+    """Run again what ``record`` describes, and check it is the same run.
+
+    ``record`` is :attr:`Result.record` (or the Result, or its JSON text). The model's weights and
+    config, the data and the hypothesis's name must match the record: a mismatch raises
+    :class:`ReproductionError` naming each field. Seeds, seed count, batch size and bootstrap size
+    are taken from the record. On the same device and package versions the returned Result equals
+    the recorded one bit for bit; differing versions give a warning (or an error with
+    ``strict_versions=True``), since kernels may change the last bits.
+
+    A custom metric function cannot be recorded: pass it again as ``metric=``.
+    """
+    if isinstance(record, Result):
+        record = record.record
+    elif isinstance(record, str):
+        record = json.loads(record)
+    missing = [k for k in ("seed", "n_seeds", "weights_sha256", "data_sha256", "batch_size") if k not in record]
+    if missing:
+        raise ReproductionError(f"the record lacks {missing}: it was not written by this version of scrub.run")
+    problems = []
+    if weights_hash(model) != record["weights_sha256"]:
+        problems.append(f"weights_sha256 (the model's weights hash to {weights_hash(model)[:12]}..., "
+                        f"the record has {record['weights_sha256'][:12]}...)")
+    cfg = json.loads(json.dumps(model_config(model), default=str))
+    rec_cfg = record.get("model_config")
+    if rec_cfg is not None and cfg != rec_cfg:
+        keys = sorted(k for k in set(cfg) | set(rec_cfg) if cfg.get(k) != rec_cfg.get(k))
+        problems.append(f"model_config (differs in {keys})")
+    if _data_hash(data) != record["data_sha256"]:
+        problems.append("data_sha256 (the dataset differs: tokens, labels, target positions, mask or columns)")
+    if record.get("hypothesis") not in (None, hypothesis.name):
+        problems.append(f"hypothesis (the record scored {record['hypothesis']!r}, given {hypothesis.name!r})")
+    base_name = (baseline or fully_scrubbed()).name
+    if record.get("baseline") not in (None, base_name):
+        problems.append(f"baseline (the record used {record['baseline']!r}, given {base_name!r})")
+    if metric is None:
+        metric = record.get("metric", "loss")
+        if metric not in METRICS:
+            problems.append(f"metric (the record used the custom metric {metric!r}: pass it as metric=)")
+    elif record.get("metric") not in (None, metric_name(metric)):
+        problems.append(f"metric (the record used {record['metric']!r}, given {metric_name(metric)!r})")
+    if problems:
+        raise ReproductionError("this is not the recorded run: " + "; ".join(problems))
+    versions = _versions()
+    changed = {k: (v, versions.get(k)) for k, v in record.get("versions", {}).items() if versions.get(k) != v}
+    if changed:
+        msg = "package versions differ from the record (recorded, now): " + ", ".join(
+            f"{k} {a} -> {b}" for k, (a, b) in changed.items()
+        )
+        if strict_versions:
+            raise ReproductionError(msg)
+        warnings.warn(msg + "; the score may differ in its last bits", stacklevel=2)
+    return run(
+        model, hypothesis, data, baseline=baseline, metric=metric, seed=record["seed"], n_seeds=record["n_seeds"],
+        batch_size=record["batch_size"], n_boot=record.get("n_boot", 1000), progress=False,
     )

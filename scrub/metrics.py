@@ -55,8 +55,9 @@ def metric_name(metric: Metric) -> str:
     return metric if isinstance(metric, str) else getattr(metric, "__name__", "custom")
 
 
-def check_metric(metric: Metric, data: Dataset) -> None:
-    """Fail early on an unknown metric name or a missing label column."""
+def check_metric(metric: Metric, data: Dataset, n_outputs: int | None = None) -> None:
+    """Fail early, before any model runs: an unknown metric name, a missing label column, or (given
+    ``n_outputs``) a metric function that gives the wrong shape or a non-finite loss on uniform logits."""
     if isinstance(metric, str):
         if metric not in METRICS:
             raise MetricError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)} or pass a function")
@@ -64,6 +65,16 @@ def check_metric(metric: Metric, data: Dataset) -> None:
             _labels(data, metric)
     elif not callable(metric):
         raise MetricError(f"metric must be a name {sorted(METRICS)} or a function (logits, data) -> losses")
+    elif n_outputs is not None:
+        probe = torch.zeros(len(data), n_outputs)
+        try:
+            per_example(metric, probe, data, probe)
+        except MetricError as exc:
+            raise MetricError(f"{exc} (checked on uniform logits [{len(data)}, {n_outputs}] before running)") from None
+        except Exception as exc:
+            raise MetricError(
+                f"metric {metric_name(metric)!r} raised {type(exc).__name__} on logits [{len(data)}, {n_outputs}]: {exc}"
+            ) from exc
 
 
 def per_example(metric: Metric, logits: torch.Tensor, data: Dataset, model_logits: torch.Tensor) -> np.ndarray:

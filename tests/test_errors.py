@@ -227,3 +227,26 @@ def test_sabotaged_hook_aborts_the_run(tiny):
             scrub.run(m, h, tiny)
     finally:
         executor._HookSet.add = original
+
+
+def test_head_index_out_of_range(graph, tiny):
+    h, out = hyp()
+    out.add("x", model="a1.7")
+    with pytest.raises(scrub.HypothesisError, match=r"node 'x'.*a1\.7"):
+        h.validate(graph)
+
+
+def test_metric_returning_nan_is_rejected_before_the_model_runs(tiny, monkeypatch):
+    from scrub import executor
+
+    def must_not_run(*a, **k):
+        raise AssertionError("the model ran")
+
+    monkeypatch.setattr(executor, "_forward", must_not_run)
+    h, out = hyp()
+    with pytest.raises(scrub.MetricError, match=r"non-finite loss \(nan\) for example 0.*before running"):
+        scrub.run(small_model(), h, tiny, metric=lambda logits, d: logits[:, 0] * float("nan"))
+    with pytest.raises(scrub.MetricError, match=r"shape \(3,\)"):
+        scrub.run(small_model(), h, tiny, metric=lambda logits, d: logits[:3, 0])
+    with pytest.raises(scrub.MetricError, match="raised KeyError"):
+        scrub.run(small_model(), h, tiny, metric=lambda logits, d: d.columns["nope"])
