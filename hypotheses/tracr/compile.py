@@ -31,7 +31,10 @@ import numpy as np
 from hypotheses.tracr.convert import describe_allocation, json_value, tracr_to_bridge
 from hypotheses.tracr.programs import PROGRAM_INFO, PROGRAMS, ProgramInfo, all_inputs
 
-__all__ = ["WEIGHTS_DIR", "BOS", "build_program", "relabel", "compile_program", "tracr_outputs", "write_program", "main"]
+__all__ = [
+    "WEIGHTS_DIR", "BOS", "build_program", "relabel", "compile_program", "compile_rasp", "program_spec",
+    "tracr_outputs", "write_program", "main",
+]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 BOS = "BOS"
@@ -107,11 +110,20 @@ class Compiled:
 
 
 def compile_program(name: str) -> Compiled:
-    """Compile ``name`` exactly as ``compiling.compile_rasp_to_model`` does, keeping the graph.
+    """Compile zoo program ``name`` (see :func:`compile_rasp`)."""
+    info = PROGRAM_INFO[name]
+    return compile_rasp(build_program(name), info.vocab, info.max_seq_len, causal=info.causal, name=name)
+
+
+def compile_rasp(
+    program: Any, vocab: Any, max_seq_len: int, *, causal: bool = False, name: str = "program"
+) -> Compiled:
+    """Compile a RASP program exactly as ``compiling.compile_rasp_to_model`` does, keeping the graph.
 
     The steps are tracr's own (static validation, graph extraction, basis inference,
     craft components, layer allocation, assembly); the graph and craft model are kept
-    for :func:`~hypotheses.tracr.convert.describe_allocation`.
+    for :func:`~hypotheses.tracr.convert.describe_allocation`. BOS is :data:`BOS`, the
+    padding token :data:`PAD`, MLPs are built with :data:`MLP_EXACTNESS`.
     """
     from tracr.compiler import (
         basis_inference,
@@ -124,14 +136,12 @@ def compile_program(name: str) -> Compiled:
     from tracr.craft import bases
     from tracr.rasp import rasp
 
-    info = PROGRAM_INFO[name]
-    program = build_program(name)
     unsupported = validating.static_validate(program)
     if unsupported:
         raise NotImplementedError("; ".join(f"{e.expr.name}: {e.reason}" for e in unsupported))
     extracted = rasp_to_graph.extract_rasp_graph(program)
     graph, sources, sink = extracted.graph, extracted.sources, extracted.sink
-    basis_inference.infer_bases(graph, sink, set(info.vocab), info.max_seq_len)
+    basis_inference.infer_bases(graph, sink, set(vocab), max_seq_len)
     expr_to_craft_graph.add_craft_components_to_rasp_graph(
         graph, bos_dir=bases.BasisDirection(rasp.tokens.label, BOS), mlp_exactness=MLP_EXACTNESS
     )
@@ -140,8 +150,8 @@ def compile_program(name: str) -> Compiled:
         craft_model=craft_model,
         graph=graph,
         sink=sink,
-        max_seq_len=info.max_seq_len,
-        causal=info.causal,
+        max_seq_len=max_seq_len,
+        causal=causal,
         compiler_bos=BOS,
         compiler_pad=PAD,
     )
@@ -178,6 +188,23 @@ def tracr_outputs(assembled: Any, inputs: list[tuple[Any, ...]], forward: Any = 
 
 def _spec(c: Compiled, config: dict[str, Any]) -> dict[str, Any]:
     info: ProgramInfo = PROGRAM_INFO[c.name]
+    return program_spec(
+        c, config, description=info.description, source=info.source, vocab=info.vocab,
+        max_seq_len=info.max_seq_len, causal=info.causal,
+    )
+
+
+def program_spec(
+    c: Compiled,
+    config: dict[str, Any],
+    *,
+    description: str,
+    source: str,
+    vocab: Any,
+    max_seq_len: int,
+    causal: bool,
+) -> dict[str, Any]:
+    """The ``<name>.spec.json`` record of a compiled program (``load_spec`` documents the keys)."""
     enc = c.assembled.input_encoder.encoding_map
     tokens = [v for v, _ in sorted(enc.items(), key=lambda kv: kv[1])]
     out_enc = getattr(c.assembled.output_encoder, "encoding_map", None)
@@ -188,11 +215,11 @@ def _spec(c: Compiled, config: dict[str, Any]) -> dict[str, Any]:
 
     return {
         "name": c.name,
-        "description": info.description,
-        "source": info.source,
-        "vocab": [json_value(v) for v in info.vocab],
-        "max_seq_len": info.max_seq_len,
-        "causal": info.causal,
+        "description": description,
+        "source": source,
+        "vocab": [json_value(v) for v in vocab],
+        "max_seq_len": max_seq_len,
+        "causal": causal,
         "bos": BOS,
         "pad": PAD,
         "tokens": [json_value(v) for v in tokens],
