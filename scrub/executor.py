@@ -18,6 +18,12 @@ below it, all of those are computed earlier in the same pass. Heads' q/k/v are o
 with the layer's own norm and weights applied to the patched residual (shared/TRANSFORMERLENS-4.md);
 MLP inputs through ``hook_mlp_in``; the output reads the patched final residual and the pass
 stops there (the unembedding is applied to the output rows only).
+
+A block runs only as deep as anything reads it: blocks are grouped into *passes* by the last
+stage they are read or patched at, and each pass stops there (a leaf previous-token head at
+layer 0 costs one layer, not the whole model). Passes run in order of depth, so every child's
+output is stored before its parent's pass patches it in. Blocks read only at the embeddings are
+not run at all: their outputs are looked up from the embedding tables.
 """
 
 from __future__ import annotations
@@ -70,6 +76,18 @@ def _target_logits(model, final_resid: torch.Tensor, target_pos: torch.Tensor) -
     return logits if b_u is None else logits + b_u
 
 
+def _then_stop(fn, stop: bool):
+    """``fn``, ending the forward pass right after it when ``stop``."""
+    if not stop:
+        return fn
+
+    def last(x):
+        fn(x)
+        raise _Stop
+
+    return last
+
+
 class _HookSet:
     """Forward hooks that count their calls and check their batch size."""
 
@@ -108,7 +126,8 @@ def _forward(model, tokens, attention_mask, hooks: _HookSet) -> None:
     except _Stop:
         pass
     else:
-        raise ExecutionError("the forward pass never reached the final residual (ln_final.hook_in did not fire)")
+        hooks.check()
+        raise ExecutionError("the forward pass never reached its last hook")
     hooks.check()
 
 
@@ -137,6 +156,10 @@ class _Layout:
     needs: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))  # node -> blocks to store
     # (node, block) read at one position only (a per-position instance's output): store just that column
     only_at: dict[tuple[str, int], int] = field(default_factory=dict)
+    # passes[k] = (last stage run, [blocks]), deepest last; blocks read only at the inputs are `gathered`
+    passes: list[tuple[int, list[int]]] = field(default_factory=list)
+    gathered: list[int] = field(default_factory=list)
+    slot: dict[int, int] = field(default_factory=dict)  # block -> its place in its pass
 
     @property
     def n_blocks(self) -> int:
@@ -190,7 +213,31 @@ def _layout(plan: Plan, has_mask: bool) -> _Layout:
                 ports = {p: cl for p, cl in ports.items() if cl}
             if ports or key == ("out",):
                 lay.patches[key].append((i, nodes, ports))
+    _split_passes(lay, g)
     return lay
+
+
+def _stage_of(key: tuple, g: ModelGraph) -> int:
+    return 2 * g.n_layers + 1 if key == ("out",) else 2 * key[1] + (1 if key[0] == "attn" else 2)
+
+
+def _split_passes(lay: _Layout, g: ModelGraph) -> None:
+    """Group blocks by the last stage anything reads or patches in them; a block nothing reads is dropped."""
+    last: dict[int, int] = defaultdict(int)
+    for node, blocks in lay.needs.items():
+        for blk in blocks:
+            last[blk] = max(last[blk], g.stage(node))
+    for key, patches in lay.patches.items():
+        for i, _, _ in patches:
+            for blk in (lay.host[i], lay.ctx[i]):
+                last[blk] = max(last[blk], _stage_of(key, g))
+    by_stage: dict[int, list[int]] = defaultdict(list)
+    for blk in sorted(last):
+        by_stage[last[blk]].append(blk)
+    lay.gathered = by_stage.pop(0, [])
+    lay.passes = sorted(by_stage.items())
+    for _, blocks in lay.passes:
+        lay.slot.update({blk: k for k, blk in enumerate(blocks)})
 
 
 class _Chunk:
@@ -213,7 +260,25 @@ class _Chunk:
                 self.masks[inst.index] = None if m is None else m.to(device)[..., None]
 
     def rows(self, block: int) -> slice:
-        return slice(block * self.b, (block + 1) * self.b)
+        """The rows of ``block`` in the batch of its pass."""
+        k = self.lay.slot[block]
+        return slice(k * self.b, (k + 1) * self.b)
+
+    def put(self, node: str, blk: int, v: torch.Tensor) -> None:
+        at = self.lay.only_at.get((node, blk))
+        self.store[(node, blk)] = v if at is None else v[:, at]
+
+    def gather(self, tokens: torch.Tensor) -> None:
+        """The outputs of blocks read only at the embeddings, looked up without a forward pass.
+
+        ``tokens`` is ``[len(lay.gathered) * b, T]``, one block after another.
+        """
+        for k, blk in enumerate(self.lay.gathered):
+            for node in INPUTS:
+                if blk in self.lay.needs.get(node, ()):
+                    t = tokens[k * self.b : (k + 1) * self.b]
+                    v = self.model.embed(t) if node == "embed" else self.model.W_pos[: t.shape[1]].expand(self.b, -1, -1)
+                    self.put(node, blk, v)
 
     def resid(self, i: int, claims, base: torch.Tensor) -> torch.Tensor:
         """The residual into a port of instance ``i``: the context's, with claimed nodes swapped in."""
@@ -230,34 +295,44 @@ class _Chunk:
                 r += (child - ctx) * m
         return r
 
-    def keep(self, node: str, x: torch.Tensor) -> None:
-        for blk in self.lay.needs.get(node, ()):
-            v = x[self.rows(blk)] if x.shape[0] != 1 else x.expand(self.b, -1, -1)
-            at = self.lay.only_at.get((node, blk))
-            self.store[(node, blk)] = v if at is None else v[:, at]
+    def keep(self, node: str, x: torch.Tensor, blocks: list[int]) -> None:
+        for blk in blocks:
+            self.put(node, blk, x[self.rows(blk)] if x.shape[0] != 1 else x.expand(self.b, -1, -1))
 
-    def hooks(self, rows: int) -> _HookSet:
+    def hooks(self, rows: int, stop: int, blocks: list[int]) -> _HookSet:
+        """Hooks for one pass over ``blocks``, ending after stage ``stop``."""
         hs = _HookSet(rows)
-        model, lay, g = self.model, self.lay, self.plan.graph
+        lay, g, here = self.lay, self.plan.graph, set(blocks)
+        needed = lambda node: [b for b in lay.needs.get(node, ()) if b in here]
+        patched = lambda key: [p for p in lay.patches.get(key, []) if lay.host[p[0]] in here]
         for name in INPUTS:
-            if name in lay.needs:
-                hs.add("hook_embed" if name == "embed" else "hook_pos_embed", lambda x, n=name: self.keep(n, x))
+            if needed(name):
+                hs.add("hook_embed" if name == "embed" else "hook_pos_embed", lambda x, n=name, b=needed(name): self.keep(n, x, b))
         for layer in range(g.n_layers):
-            attn = lay.patches.get(("attn", layer), [])
+            if 2 * layer + 1 > stop:
+                break
+            attn = patched(("attn", layer))
             if attn:
                 hs.add(f"blocks.{layer}.hook_resid_pre", lambda x, a=attn: self._capture(x, a))
                 for port in ("q", "k", "v"):
                     if any(port in ports for _, _, ports in attn):
                         hs.add(f"blocks.{layer}.attn.hook_{port}", lambda x, L=layer, p=port, a=attn: self._qkv(x, L, p, a))
-            heads = [(h, f"a{layer}.{h}") for h in range(g.n_heads) if f"a{layer}.{h}" in lay.needs]
-            if heads:
-                hs.add(f"blocks.{layer}.attn.hook_z", lambda x, L=layer, hd=heads: self._z(x, L, hd))
-            mlp = lay.patches.get(("mlp", layer), [])
+            heads = [(h, f"a{layer}.{h}", needed(f"a{layer}.{h}")) for h in range(g.n_heads)]
+            heads = [hd for hd in heads if hd[2]]
+            if heads or stop == 2 * layer + 1:
+                z = lambda x, L=layer, hd=heads: self._z(x, L, hd)
+                hs.add(f"blocks.{layer}.attn.hook_z", _then_stop(z, stop == 2 * layer + 1))
+            if g.attn_only or 2 * layer + 2 > stop:
+                continue
+            mlp = patched(("mlp", layer))
             if mlp:
                 hs.add(f"blocks.{layer}.hook_mlp_in", lambda x, a=mlp: self._mlp_in(x, a))
-            if f"m{layer}" in lay.needs:
-                hs.add(f"blocks.{layer}.hook_mlp_out", lambda x, n=f"m{layer}": self.keep(n, x))
-        hs.add("ln_final.hook_in", self._out)
+            if needed(f"m{layer}") or stop == 2 * layer + 2:
+                n = f"m{layer}"
+                out = lambda x, n=n, b=needed(n): self.keep(n, x, b)
+                hs.add(f"blocks.{layer}.hook_mlp_out", _then_stop(out, stop == 2 * layer + 2))
+        if stop == 2 * g.n_layers + 1:
+            hs.add("ln_final.hook_in", self._out)
         return hs
 
     def _capture(self, x, attn) -> None:
@@ -280,8 +355,8 @@ class _Chunk:
 
     def _z(self, z, layer: int, heads) -> None:
         w_o = self.model.blocks[layer].attn.W_O
-        for h, name in heads:
-            for blk in self.lay.needs[name]:
+        for h, name, blocks in heads:
+            for blk in blocks:
                 at = self.lay.only_at.get((name, blk))
                 zh = z[self.rows(blk), :, h] if at is None else z[self.rows(blk), at, h]
                 self.store[(name, blk)] = zh @ w_o[h]
@@ -333,11 +408,14 @@ def run_plan(
     chunks = list(_chunks(plan.n, per_chunk))
     with torch.inference_mode(), _mlp_in_hooks(model, needs_mlp_in):
         for refs in tqdm(chunks, desc=desc, disable=not progress or len(chunks) < 2, leave=False):
-            idx = torch.from_numpy(examples[:, refs].reshape(-1))
-            tokens = data.tokens[idx].to(device)
-            mask = None if data.attention_mask is None else data.attention_mask[idx].to(device)
             chunk = _Chunk(model, plan, lay, refs, device)
-            _forward(model, tokens, mask, chunk.hooks(tokens.shape[0]))
+            if lay.gathered:
+                chunk.gather(data.tokens[torch.from_numpy(examples[lay.gathered][:, refs].reshape(-1))].to(device))
+            for stop, blocks in lay.passes:
+                idx = torch.from_numpy(examples[blocks][:, refs].reshape(-1))
+                tokens = data.tokens[idx].to(device)
+                mask = None if data.attention_mask is None else data.attention_mask[idx].to(device)
+                _forward(model, tokens, mask, chunk.hooks(tokens.shape[0], stop, blocks))
             out.append(_target_logits(model, chunk.final, data.target_pos[refs].to(device)).float().cpu())
     return torch.cat(out)
 

@@ -1,0 +1,104 @@
+"""Timing primitives: one thread, device synchronised, interleaved repetitions, medians with spread."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import scrub
+from scrub.executor import _layout, default_batch_size
+
+__all__ = ["Spread", "sync", "timed", "plain_forward", "executor_rows", "batch_rows", "one_thread"]
+
+
+def sync(device: torch.device | str) -> None:
+    """Wait for queued kernels (no-op on CPU)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device) -> tuple[float, object]:
+    """Wall seconds of ``fn()``, synchronised on ``device`` before and after, and its result."""
+    sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - t0, out
+
+
+@dataclass
+class Spread:
+    """Median of repeated measurements with their range and interquartile range."""
+
+    values: list[float]
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.values))
+
+    @property
+    def lo(self) -> float:
+        return float(np.min(self.values))
+
+    @property
+    def hi(self) -> float:
+        return float(np.max(self.values))
+
+    @property
+    def iqr(self) -> tuple[float, float]:
+        return float(np.percentile(self.values, 25)), float(np.percentile(self.values, 75))
+
+    def fmt(self, unit: str = "", digits: int = 3) -> str:
+        if len(self.values) == 1:
+            return f"{self.median:.{digits}g}{unit} (1 run)"
+        return f"{self.median:.{digits}g}{unit} [{self.lo:.{digits}g}..{self.hi:.{digits}g}]"
+
+
+def executor_rows(plan, data) -> dict[str, int]:
+    """Rows the executor runs, counted three ways, and its batch size.
+
+    ``issue_rows``: (instances + random contexts) x N, the issue's definition of the limit;
+    ``block_rows``: blocks x N after host and context blocks merge (the executor before passes
+    were truncated); ``forward_rows``: rows actually sent through the model (gathered embedding
+    blocks excluded; truncated passes counted as full rows); ``depth_rows``: the same weighted by
+    the fraction of the model each pass runs.
+    """
+    lay = _layout(plan, data.attention_mask is not None)
+    full = 2 * plan.graph.n_layers + 1
+    return {
+        "issue_rows": (len(plan.instances) + plan.n_random) * plan.n,
+        "block_rows": lay.n_blocks * plan.n,
+        "forward_rows": sum(len(b) for _, b in lay.passes) * plan.n,
+        "depth_rows": round(sum(len(b) * min(s, full) / full for s, b in lay.passes) * plan.n),
+        "n_blocks": lay.n_blocks,
+    }
+
+
+def plain_forward(model, data: scrub.Dataset, rows: int, batch_size: int, seed: int = 0) -> None:
+    """``model(tokens)`` (no hooks) over ``rows`` rows drawn from ``data``, ``batch_size`` rows at a time."""
+    rng = np.random.default_rng(seed)
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        for start in range(0, rows, batch_size):
+            idx = torch.from_numpy(rng.integers(0, len(data), size=min(batch_size, rows - start)))
+            kw = {} if data.attention_mask is None else {"attention_mask": data.attention_mask[idx].to(device)}
+            model(data.tokens[idx].to(device), **kw)
+
+
+def batch_rows(model, data: scrub.Dataset, plan, batch_size: int | None) -> int:
+    """Rows per forward pass the executor uses (its chunk of references times its blocks)."""
+    size = batch_size or default_batch_size(model, data.seq_len)
+    n_blocks = _layout(plan, data.attention_mask is not None).n_blocks
+    return max(1, size // n_blocks) * n_blocks
+
+
+def one_thread() -> None:
+    """Pin torch (and BLAS, for subprocesses) to one thread."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+
