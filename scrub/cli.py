@@ -1,10 +1,30 @@
-"""The ``scrub`` command line."""
+"""The ``scrub`` command line.
+
+- ``scrub demo``: score the naive induction hypothesis on the shipped model.
+- ``scrub run MODULE:NAME``: score one hypothesis (``NAME``: a ``Case``, a hypothesis function
+  whose module or a package above it has ``load_model()``/``make_data(n, seed)``, or the name of
+  one of ``MODULE.CASES``; see :func:`scrub.suite.find_case`).
+- ``scrub suite PATH``: run every case of a suite, print a table, exit 1 when any case leaves its
+  expected range, raises, or (with ``--compare``) moved more than its intervals allow.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+import re
 import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.console import Console
+
+    from scrub.suite import CaseResult
 
 app = typer.Typer(help="Causal scrubbing for TransformerLens models.", no_args_is_help=True, add_completion=False)
 
@@ -39,6 +59,267 @@ def demo(
     typer.echo(f"loss, baseline:       {result.loss_baseline:.4f}  ({result.baseline})")
     typer.echo(f"fraction recovered:   {result.loss_recovered:.1%}  (95% CI {lo:.1%} .. {hi:.1%})")
     typer.echo(f"  {result.ci_method}; plan: {result.plan_size}")
+
+
+# -- shared options ------------------------------------------------------------------------
+_N = typer.Option(None, "--n", min=1, help="number of examples (overrides each case's)")
+_SEEDS = typer.Option(None, "--seeds", min=1, help="number of sampling seeds (overrides each case's)")
+_SEED = typer.Option(None, "--seed", help="first sampling seed (overrides each case's)")
+_JSON = typer.Option(None, "--json", help="write the results as JSON (readable by --compare)", dir_okay=False)
+_CSV = typer.Option(None, "--csv", help="write the results as CSV", dir_okay=False)
+_COMPARE = typer.Option(None, "--compare", exists=True, dir_okay=False,
+                        help="an earlier --json file: flag cases whose score moved more than their intervals allow")
+
+
+@app.command("run")
+def run_one(
+    target: str = typer.Argument(..., help="MODULE:NAME, e.g. hypotheses.induction.hypotheses:naive"),
+    n: Optional[int] = _N,
+    seeds: Optional[int] = _SEEDS,
+    seed: Optional[int] = _SEED,
+    breakdown: Optional[bool] = typer.Option(
+        None, "--breakdown/--no-breakdown", help="score each claim alone and the hypothesis without it "
+        "(default: only with --html)"),
+    json_path: Optional[Path] = _JSON,
+    csv_path: Optional[Path] = _CSV,
+    compare_path: Optional[Path] = _COMPARE,
+    html: Optional[Path] = typer.Option(None, "--html", dir_okay=False, help="write an HTML report of the result"),
+) -> None:
+    """Score one hypothesis: a Case, a hypothesis function next to load_model()/make_data(n, seed), or a case name.
+
+    MODULE is a dotted module name or a path to a .py file. Examples:
+    scrub run hypotheses.induction.hypotheses:naive; scrub run hypotheses:induction/naive.
+    """
+    from scrub.suite import SuiteError, find_case, run_suite
+
+    _quiet()
+    console, err = _consoles()
+    try:
+        case = find_case(target)
+    except SuiteError as exc:
+        raise typer.BadParameter(str(exc), param_hint="TARGET") from None
+    with _progress(err) as bar:
+        task = bar.add_task(f"scoring {case.name}", total=None)
+        cache: dict = {}
+        outcome = run_suite([case], n=n, n_seeds=seeds, seed=seed, source=target, cache=cache)
+        cr = outcome.cases[0]
+        table = None
+        if cr.result is not None and (breakdown or (breakdown is None and html is not None)):
+            table = _breakdown(cr, cache, bar, task)
+    r = cr.result
+    if r is None:
+        err.print(f"[bold red]{cr.status}[/]: {cr.message}")
+        raise typer.Exit(1)
+    lo, hi = r.ci
+    console.print(f"{r.hypothesis}  [dim]({case.name}; N={r.n_examples}, seeds={r.seeds}, {cr.seconds:.1f} s)[/]")
+    console.print(f"loss, model:          {r.loss_model:.4f}")
+    console.print(f"loss, scrubbed:       {r.loss_scrubbed:.4f}")
+    console.print(f"loss, baseline:       {r.loss_baseline:.4f}  ({r.baseline})")
+    console.print(f"fraction recovered:   [bold]{r.loss_recovered:.1%}[/]  (95% CI {lo:.1%} .. {hi:.1%})")
+    if math.isfinite(case.expected[0]) or math.isfinite(case.expected[1]):
+        mark = "[green]inside[/]" if cr.status == "pass" else "[bold red]outside[/]"
+        console.print(f"expected:             {case.expected[0]:.1%} .. {case.expected[1]:.1%}  ({mark})")
+    if table is not None:
+        console.print(_breakdown_table(table))
+    moved = _write_outputs(outcome, console, json_path, csv_path, compare_path, breakdowns={case.name: table})
+    if html is not None:
+        _write_html(html, r, table, title=case.name)
+        console.print(f"wrote {html}")
+    if cr.status != "pass" or moved:
+        raise typer.Exit(1)
+
+
+@app.command("suite")
+def run_suite_cmd(
+    path: str = typer.Argument(..., help="a suite: a package directory, a .py file or a module name with CASES"),
+    k: Optional[list[str]] = typer.Option(
+        None, "-k", help="run only cases whose name, tag or kind contains this (globs: *, ?; 'not X'); repeatable"),
+    n: Optional[int] = _N,
+    seeds: Optional[int] = _SEEDS,
+    seed: Optional[int] = _SEED,
+    json_path: Optional[Path] = _JSON,
+    csv_path: Optional[Path] = _CSV,
+    compare_path: Optional[Path] = _COMPARE,
+    html: Optional[Path] = typer.Option(None, "--html", file_okay=False,
+                                        help="write one HTML report per case into this directory"),
+) -> None:
+    """Run every case of a suite and print a table; exit 1 when any case leaves its expected range."""
+    from scrub.suite import SuiteError, compare, load_suite, run_suite, select
+
+    _quiet()
+    console, err = _consoles()
+    try:
+        cases = select(load_suite(path), k)
+    except SuiteError as exc:
+        raise typer.BadParameter(str(exc), param_hint="PATH") from None
+    if not cases:
+        err.print(f"[bold red]no cases[/] in {path}" + (f" match -k {' -k '.join(k)}" if k else ""))
+        raise typer.Exit(1)
+    with _progress(err) as bar:
+        task = bar.add_task("suite", total=len(cases))
+
+        def start(case) -> None:
+            bar.update(task, description=case.name)
+
+        outcome = run_suite(cases, n=n, n_seeds=seeds, seed=seed, source=str(path), on_start=start,
+                            on_done=lambda _: bar.advance(task))
+    diff = compare(outcome, compare_path) if compare_path is not None else None
+    table = _suite_table(outcome.cases, diff, title=f"scrub suite {path}")
+    # never squeeze the table below its natural width (that would truncate numbers): let it overflow
+    natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+    console.width = max(console.width, natural)
+    console.print(table, crop=False)
+    skipped: dict[str, list[str]] = {}
+    for cr in outcome.cases:
+        if cr.status in ("fail", "error"):
+            console.print(f"[bold red]{cr.status.upper()}[/] {cr.case.name}: {cr.message}", highlight=False)
+        elif cr.status == "skip":
+            skipped.setdefault(cr.message, []).append(cr.case.name)
+    for reason, names in skipped.items():  # one line per reason: they are often long and shared
+        first = re.split(r"(?<=\.)\s|\n", reason.strip(), maxsplit=1)[0] or "(no reason given)"
+        console.print(f"[yellow]SKIP[/] {len(names)} case(s) ({names[0]}{', ...' if len(names) > 1 else ''}): {first}",
+                      highlight=False)
+    moved = _write_outputs(outcome, console, json_path, csv_path, None, diff=diff)
+    if html is not None:
+        html.mkdir(parents=True, exist_ok=True)
+        for cr in outcome.cases:
+            if cr.result is not None:
+                _write_html(html / (re.sub(r"[^A-Za-z0-9_.-]+", "_", cr.case.name) + ".html"), cr.result, None,
+                            title=cr.case.name)
+        console.print(f"wrote reports into {html}/")
+    counts = {s: sum(c.status == s for c in outcome.cases) for s in ("pass", "fail", "error", "skip")}
+    summary = ", ".join(f"{v} {s}" for s, v in counts.items() if v)
+    if moved:
+        summary += f", {moved} moved"
+    console.print(f"{len(outcome.cases)} case(s): {summary}")
+    if not outcome.ok or moved:
+        raise typer.Exit(1)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _quiet() -> None:
+    warnings.filterwarnings("ignore", message="Moving model")
+
+
+def _consoles() -> tuple["Console", "Console"]:
+    from rich.console import Console
+
+    out = Console()
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out = Console(width=160)  # logs (CI): wide enough for the case names of the zoo
+    return out, Console(stderr=True)
+
+
+@contextmanager
+def _progress(console: "Console"):
+    """A transient progress bar on stderr (drawn only on a terminal, after a second)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
+    with bar:
+        yield bar
+
+
+def _breakdown(cr: "CaseResult", cache: dict, bar, task) -> "pd.DataFrame":
+    from scrub.breakdown import breakdown
+
+    case, r = cr.case, cr.result
+    bar.update(task, total=2 * len(r.spec.leaves()), completed=0)
+    model, data = case.load(n=cr.n, cache=cache)
+    return breakdown(model, r.spec, data, full=r, seed=cr.seed, n_seeds=cr.n_seeds, metric=case.metric,
+                     baseline=None if case.baseline is None else case.baseline(),
+                     on_step=lambda label: bar.update(task, description=label, advance=1))
+
+
+def _pct(x: float) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x:.1%}"
+
+
+def _breakdown_table(table: "pd.DataFrame"):
+    from rich.table import Table
+
+    t = Table(title=f"claims of {table.attrs.get('hypothesis', '')} (full: {_pct(table.attrs.get('full', math.nan))})")
+    for col in ("claim", "alone", "95% CI", "without", "95% CI ", "lost", "95% CI  "):
+        t.add_column(col, justify="left" if col == "claim" else "right")
+    for row in table.itertuples():
+        t.add_row(row.claim, _pct(row.alone), f"{_pct(row.alone_lo)} .. {_pct(row.alone_hi)}", _pct(row.without),
+                  f"{_pct(row.without_lo)} .. {_pct(row.without_hi)}", _pct(row.lost),
+                  f"{_pct(row.lost_lo)} .. {_pct(row.lost_hi)}")
+    return t
+
+
+_STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "skip": "yellow"}
+
+
+def _suite_table(cases: list["CaseResult"], diff: Optional["pd.DataFrame"], title: str):
+    from rich import box
+    from rich.table import Table
+
+    moves = {} if diff is None else {r["name"]: r for r in diff.to_dict("records")}
+    header = ["case", "kind", "score", "95% CI", "expected", "result"]
+    header += ["old", "change"] if diff is not None else []
+    header += ["N x seeds", "time"]
+    rows = []
+    for cr in cases:
+        lo, hi = cr.ci
+        elo, ehi = cr.case.expected
+        row = [cr.case.name, cr.case.kind, _pct(cr.score), f"{_pct(lo)} .. {_pct(hi)}" if cr.result else "—",
+               f"{_pct(elo)} .. {_pct(ehi)}", f"[{_STYLE[cr.status]}]{cr.status}[/]"]
+        if diff is not None:
+            m = moves.get(cr.case.name, {})
+            change = f"{m['delta']:+.1%}" if m.get("note", "new") == "" else m.get("note", "new")
+            if m.get("moved"):
+                change = f"[bold red]{change} moved[/]"
+            row += [_pct(m.get("old", math.nan)), change]
+        row += [f"{cr.n} x {cr.n_seeds}", f"{cr.seconds:.1f} s"]
+        rows.append(row)
+    t = Table(title=title, box=box.SIMPLE_HEAD)
+    for col in header:
+        t.add_column(col, justify="left" if col in ("case", "kind", "result") else "right", no_wrap=True)
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
+def _write_outputs(outcome, console, json_path, csv_path, compare_path, *, diff=None, breakdowns=None) -> int:
+    """Write --json/--csv; return the number of cases that moved against --compare."""
+    import json
+
+    from scrub.suite import compare
+
+    if json_path is not None:
+        outcome.to_json(json_path)
+        if breakdowns and any(v is not None for v in breakdowns.values()):
+            doc = json.loads(Path(json_path).read_text())
+            for row in doc["cases"]:
+                b = breakdowns.get(row["name"])
+                if b is not None:
+                    row["breakdown"] = json.loads(b.to_json(orient="records"))
+            Path(json_path).write_text(json.dumps(doc, indent=2) + "\n")
+        console.print(f"wrote {json_path}")
+    if csv_path is not None:
+        outcome.to_csv(csv_path)
+        console.print(f"wrote {csv_path}")
+    if compare_path is not None:
+        diff = compare(outcome, compare_path)
+        for row in diff.itertuples():
+            if row.note == "":
+                flag = "[bold red]moved[/]" if row.moved else "within intervals"
+                console.print(f"vs {compare_path}: {row.name}: {_pct(row.old)} -> {_pct(row.new)} "
+                              f"({row.delta:+.1%}, allowed ±{row.allowed:.1%}): {flag}")
+    return 0 if diff is None else int(diff["moved"].sum())
+
+
+def _write_html(path: Path, result, table, *, title: str) -> None:
+    try:
+        from scrub.report import write_html
+    except ModuleNotFoundError as exc:
+        if exc.name != "scrub.report":
+            raise
+        typer.echo("--html needs scrub.report.write_html, which is not installed here", err=True)
+        raise typer.Exit(2) from None
+    write_html(path, result, breakdown=table, title=title)
 
 
 if __name__ == "__main__":
