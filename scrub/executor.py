@@ -259,6 +259,14 @@ class _Chunk:
                 m = plan.claim_mask(inst, refs)
                 self.masks[inst.index] = None if m is None else m.to(device)[..., None]
 
+    def release(self) -> None:
+        """Drop the chunk's activations now. Its hooks close over it (a reference cycle), so
+        without this every chunk's activations would wait for the cyclic garbage collector and
+        memory would grow with the number of chunks."""
+        self.store.clear()
+        self.base.clear()
+        self.final = None
+
     def rows(self, block: int) -> slice:
         """The rows of ``block`` in the batch of its pass."""
         k = self.lay.slot[block]
@@ -417,6 +425,7 @@ def run_plan(
                 mask = None if data.attention_mask is None else data.attention_mask[idx].to(device)
                 _forward(model, tokens, mask, chunk.hooks(tokens.shape[0], stop, blocks))
             out.append(_target_logits(model, chunk.final, data.target_pos[refs].to(device)).float().cpu())
+            chunk.release()
     return torch.cat(out)
 
 
