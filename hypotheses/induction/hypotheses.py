@@ -50,9 +50,9 @@ def previous_tokens(d: scrub.Dataset) -> torch.Tensor:
     return torch.cat([torch.full_like(d.tokens[:, :1], -1), d.tokens[:, :-1]], dim=1)
 
 
-def _layer0(heads: dict[str, list[str]]) -> list[str]:
+def _layer0(heads: dict[str, list[str]], n_heads: int = CONFIG["n_heads"]) -> list[str]:
     """Every layer-0 head other than the previous-token heads."""
-    return [f"a0.{i}" for i in range(CONFIG["n_heads"]) if f"a0.{i}" not in heads["prev_token"]]
+    return [f"a0.{i}" for i in range(n_heads) if f"a0.{i}" not in heads["prev_token"]]
 
 
 def _induction(name: str, heads: dict[str, list[str]]) -> tuple[scrub.Hypothesis, scrub.Node]:
@@ -60,19 +60,21 @@ def _induction(name: str, heads: dict[str, list[str]]) -> tuple[scrub.Hypothesis
     return h, h.output().add("induction heads", model=heads["induction"], agree="label")
 
 
-def naive(heads: dict[str, list[str]] | None = None) -> scrub.Hypothesis:
+def naive(heads: dict[str, list[str]] | None = None, *, name: str = "induction: naive") -> scrub.Hypothesis:
     """The naive induction hypothesis: the induction heads' output is the answer, computed from
     the current token (embeddings into Q), the previous token at each key position
     (previous-token heads into K) and the token at each key position (embeddings into V)."""
     heads = heads or HEADS
-    h, ind = _induction("induction: naive", heads)
+    h, ind = _induction(name, heads)
     ind.add("current token", model="embed", port="q", agree="current_token")
     ind.add("previous tokens", model=heads["prev_token"], port="k", agree=previous_tokens)
     ind.add("token values", model="embed", port="v", agree=tokens)
     return h
 
 
-def refined(heads: dict[str, list[str]] | None = None) -> scrub.Hypothesis:
+def refined(
+    heads: dict[str, list[str]] | None = None, *, name: str = "induction: refined", n_heads: int = CONFIG["n_heads"]
+) -> scrub.Hypothesis:
     """The naive hypothesis plus what the trained model also uses (N=2000, 4 seeds: 97.4%, naive 88.2%):
 
     - V: the token at each key position reaches V through the embedding **and** through the
@@ -88,8 +90,8 @@ def refined(heads: dict[str, list[str]] | None = None) -> scrub.Hypothesis:
     them exactly adds 0.2 points) and the previous-token heads into V.
     """
     heads = heads or HEADS
-    own = _layer0(heads)
-    h, ind = _induction("induction: refined", heads)
+    own = _layer0(heads, n_heads)
+    h, ind = _induction(name, heads)
     ind.add("current token", model=["embed", *own, *heads["prev_token"]], port="q", agree="current_token")
     ind.add("previous tokens", model=heads["prev_token"], port="k", agree=previous_tokens)
     ind.add("key tokens", model=["embed", *own], port="k", agree=tokens)

@@ -27,7 +27,8 @@ from typing import Any
 
 import scrub
 from hypotheses.induction.data import make_data as _repeated_segments
-from hypotheses.induction.hypotheses import previous_tokens, tokens
+from hypotheses.induction import hypotheses as _induction_hypotheses
+from hypotheses.induction.hypotheses import _induction, previous_tokens, tokens
 from hypotheses.published.local import LocalWeights, WeightsUnavailable
 
 __all__ = [
@@ -157,39 +158,20 @@ def make_data(n: int, seed: int = 0, *, n_ctx: int = 64, d_vocab: int = 50257) -
 
 
 # -- hypotheses --------------------------------------------------------------------------------
-def _layer0_rest(heads: dict[str, list[str]]) -> list[str]:
-    return [f"a0.{i}" for i in range(SHAPE["n_heads"]) if f"a0.{i}" not in heads["prev_token"]]
-
-
-def _induction(name: str, heads: dict[str, list[str]]) -> tuple[scrub.Hypothesis, scrub.Node]:
-    h = scrub.Hypothesis(name)
-    return h, h.output().add("induction heads", model=heads["induction"], agree="label")
-
-
 def naive(heads: dict[str, list[str]] | None = None) -> scrub.Hypothesis:
     """Redwood's naive induction hypothesis: induction heads 1.5, 1.6 output the answer from the
     current token (embeddings into Q), the previous token at each key position (head 0.0 into K)
-    and the token at each key position (embeddings into V). Redwood: 35% of loss recovered."""
-    heads = heads or HEADS
-    h, ind = _induction("redwood_attn_2l: naive", heads)
-    ind.add("current token", model="embed", port="q", agree="current_token")
-    ind.add("previous tokens", model=heads["prev_token"], port="k", agree=previous_tokens)
-    ind.add("token values", model="embed", port="v", agree=tokens)
-    return h
+    and the token at each key position (embeddings into V). Redwood: 35% of loss recovered.
+    (The same builder as the shipped induction model's ``naive``.)"""
+    return _induction_hypotheses.naive(heads or HEADS, name="redwood_attn_2l: naive")
 
 
 def refined(heads: dict[str, list[str]] | None = None) -> scrub.Hypothesis:
     """A refinement in the spirit of Redwood's (86%; theirs differs in detail): the other layer-0
     heads also carry the current token into Q and the key token into K and V, and the key
-    position's own token shapes K besides the previous token."""
-    heads = heads or HEADS
-    own = _layer0_rest(heads)
-    h, ind = _induction("redwood_attn_2l: refined", heads)
-    ind.add("current token", model=["embed", *own, *heads["prev_token"]], port="q", agree="current_token")
-    ind.add("previous tokens", model=heads["prev_token"], port="k", agree=previous_tokens)
-    ind.add("key tokens", model=["embed", *own], port="k", agree=tokens)
-    ind.add("token values", model=["embed", *own], port="v", agree=tokens)
-    return h
+    position's own token shapes K besides the previous token. (The shipped induction model's
+    ``refined``, on this model's heads.)"""
+    return _induction_hypotheses.refined(heads or HEADS, name="redwood_attn_2l: refined", n_heads=SHAPE["n_heads"])
 
 
 def _path(label: str, port: str, model: list[str] | str, agree, heads: dict[str, list[str]]) -> scrub.Hypothesis:
