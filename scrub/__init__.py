@@ -11,7 +11,7 @@ and read the fraction of loss it recovers with a confidence interval::
 from scrub.checkpoint import build_model, load_model, save_model
 from scrub.dataset import Dataset
 from scrub.executor import ExecutionError
-from scrub.experiment import ReproductionError, fully_scrubbed, reproduce, run
+from scrub.experiment import ReproductionError, fully_scrubbed, reproduce, run, run_many
 from scrub.graph import GraphError, ModelGraph
 from scrub.hypothesis import Hypothesis, HypothesisError, Node
 from scrub.metrics import MetricError
@@ -20,7 +20,7 @@ from scrub.result import Result
 from scrub.sampling import Exact, FeatureError, Random
 
 __all__ = [
-    "Dataset", "ModelGraph", "Hypothesis", "Node", "Exact", "Random", "run", "reproduce", "Result", "Plan", "make_plan",
+    "Dataset", "ModelGraph", "Hypothesis", "Node", "Exact", "Random", "run", "run_many", "reproduce", "Result", "Plan", "make_plan",
     "fully_scrubbed", "build_model", "load_model", "save_model",
     "HypothesisError", "GraphError", "FeatureError", "MetricError", "ExecutionError", "ReproductionError",
 ]

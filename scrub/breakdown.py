@@ -18,13 +18,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import pandas as pd
 
 from scrub.dataset import Dataset
 from scrub.hypothesis import Hypothesis
 from scrub.metrics import Metric
-from scrub.result import Result
+from scrub.result import Result, per_example_losses, percentile_interval, resampled_recovered
 
 __all__ = ["breakdown", "COLUMNS"]
 
@@ -32,9 +31,6 @@ __all__ = ["breakdown", "COLUMNS"]
 COLUMNS = [
     "claim", "alone", "alone_lo", "alone_hi", "without", "without_lo", "without_hi", "lost", "lost_lo", "lost_hi",
 ]
-
-_LOSSES = ["loss_model", "loss_scrubbed", "loss_baseline"]
-
 
 def breakdown(
     model,
@@ -63,7 +59,7 @@ def breakdown(
         alone: also score each claim alone (False: only the removals; ``alone*`` columns NaN).
         n_boot: bootstrap resamples for every interval.
         progress: progress bars inside each run.
-        on_step: called with a short label before each run (for a progress display).
+        on_step: called once with a label listing the hypotheses about to be run (for a progress display).
 
     Returns:
         a DataFrame, one row per claim, columns :data:`COLUMNS`: ``alone`` is the fraction of
@@ -71,31 +67,36 @@ def breakdown(
         ``full - without``; each with its 95% percentile-bootstrap interval (``_lo``, ``_hi``;
         ``lost``'s is paired). ``attrs`` holds ``hypothesis``, ``full`` (the score) and ``full_ci``.
     """
-    from scrub.experiment import run
+    from scrub.experiment import run_many
 
     names = list(hypothesis.leaves() if claims is None else claims)
-    kw = dict(seed=seed, n_seeds=n_seeds, baseline=baseline, metric=metric, batch_size=batch_size,
-              progress=progress, n_boot=n_boot)
-
-    def step(label: str, h: Hypothesis) -> Result:
-        if on_step is not None:
-            on_step(label)
-        return run(model, h, data, **kw)
-
-    if full is None:
-        full = step("full hypothesis", hypothesis)
-    elif list(full.seeds) != [seed + k for k in range(n_seeds)] or full.n_examples != len(data):
+    seeds = [seed + k for k in range(n_seeds)]
+    if full is not None and (list(full.seeds) != seeds or full.n_examples != len(data)):
         raise ValueError(
             f"breakdown: `full` was run with seeds {full.seeds} on {full.n_examples} examples; "
-            f"this breakdown uses seeds {[seed + k for k in range(n_seeds)]} on {len(data)}"
+            f"this breakdown uses seeds {seeds} on {len(data)}"
         )
-    full_per = _per_example(full)
-    rows = []
+    todo: list[tuple[str, Hypothesis]] = [] if full is not None else [("full hypothesis", hypothesis)]
     for k, name in enumerate(names):
-        a = step(f"{name}: alone ({k + 1}/{len(names)})", hypothesis.only(name)) if alone else None
+        if alone:
+            todo.append((f"{name}: alone ({k + 1}/{len(names)})", hypothesis.only(name)))
+        todo.append((f"{name}: removed ({k + 1}/{len(names)})", hypothesis.without(name)))
+    if on_step is not None:
+        on_step(f"{len(todo)} hypotheses: " + ", ".join(label for label, _ in todo))
+    # one clean run and one baseline for all of them, and the same samples: paired differences
+    results = iter(run_many(
+        model, [h for _, h in todo], data, seed=seed, n_seeds=n_seeds, baseline=baseline, metric=metric,
+        batch_size=batch_size, progress=progress, n_boot=n_boot,
+    ))
+    full = full if full is not None else next(results)
+    full_per = per_example_losses(full.per_example)
+    rows = []
+    for name in names:
+        a = next(results) if alone else None
         a_score, (a_lo, a_hi) = (math.nan, (math.nan, math.nan)) if a is None else (a.loss_recovered, a.ci)
-        without = step(f"{name}: removed ({k + 1}/{len(names)})", hypothesis.without(name))
-        lost_lo, lost_hi = _paired_ci(full_per, _per_example(without), n_boot=n_boot, seed=seed)
+        without = next(results)
+        r_full, r_without = resampled_recovered(full_per, per_example_losses(without.per_example), n_boot=n_boot, seed=seed)
+        lost_lo, lost_hi = percentile_interval(r_full - r_without)
         rows.append({
             "claim": name,
             "alone": a_score, "alone_lo": a_lo, "alone_hi": a_hi,
@@ -105,28 +106,3 @@ def breakdown(
     table = pd.DataFrame(rows, columns=COLUMNS)
     table.attrs.update(hypothesis=hypothesis.name, full=full.loss_recovered, full_ci=tuple(full.ci))
     return table
-
-
-def _per_example(result: Result) -> np.ndarray:
-    """[N, 3] losses per example (seeds pooled), in example order."""
-    return result.per_example.groupby("example")[_LOSSES].mean().sort_index().to_numpy()
-
-
-def _ratio(means: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return (means[..., 2] - means[..., 1]) / (means[..., 2] - means[..., 0])
-
-
-def _paired_ci(a: np.ndarray, b: np.ndarray, *, n_boot: int, seed: int, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap of ``recovered(a) - recovered(b)``, resampling the same examples for both."""
-    n = a.shape[0]
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for start in range(0, n_boot, 200):
-        k = min(200, n_boot - start)
-        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=k).astype(np.float64)
-        diffs.append(_ratio(counts @ a / n) - _ratio(counts @ b / n))
-    d = np.concatenate(diffs)
-    d = d[np.isfinite(d)]
-    alpha = (1 - level) / 2
-    return float(np.quantile(d, alpha)), float(np.quantile(d, 1 - alpha))

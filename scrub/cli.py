@@ -225,11 +225,13 @@ def _breakdown(cr: "CaseResult", cache: dict, bar, task) -> "pd.DataFrame":
     from scrub.breakdown import breakdown
 
     case, r = cr.case, cr.result
-    bar.update(task, total=2 * len(r.spec.leaves()), completed=0)
+    bar.update(task, total=1, completed=0)
     model, data = case.load(n=cr.n, cache=cache)
-    return breakdown(model, r.spec, data, full=r, seed=cr.seed, n_seeds=cr.n_seeds, metric=case.metric,
-                     baseline=None if case.baseline is None else case.baseline(),
-                     on_step=lambda label: bar.update(task, description=label, advance=1))
+    table = breakdown(model, r.spec, data, full=r, seed=cr.seed, n_seeds=cr.n_seeds, metric=case.metric,
+                      baseline=None if case.baseline is None else case.baseline(),
+                      on_step=lambda label: bar.update(task, description=f"breakdown: {label}"))
+    bar.update(task, completed=1)
+    return table
 
 
 def _pct(x: float) -> str:

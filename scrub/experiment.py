@@ -6,7 +6,7 @@ import hashlib
 import json
 import platform
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from typing import Any, TypeVar
 
@@ -23,7 +23,7 @@ from scrub.metrics import METRICS, Metric, check_metric, metric_name, per_exampl
 from scrub.plan import make_plan
 from scrub.result import Result, bootstrap_ci, recovered
 
-__all__ = ["run", "reproduce", "fully_scrubbed", "check_data", "ReproductionError"]
+__all__ = ["run", "run_many", "reproduce", "fully_scrubbed", "check_data", "ReproductionError"]
 
 _T = TypeVar("_T")
 
@@ -110,85 +110,126 @@ def run(
     Everything is validated (hypothesis against the model's graph, features and positions on
     the data, the metric) before any model runs.
     """
+    (result,) = run_many(
+        model, [hypothesis], data, baseline=baseline, metric=metric, seed=seed, n_seeds=n_seeds,
+        batch_size=batch_size, device=device, progress=progress, n_boot=n_boot,
+    )
+    return result
+
+
+def run_many(
+    model,
+    hypotheses: Sequence[Hypothesis],
+    data: Dataset,
+    *,
+    baseline: Hypothesis | None = None,
+    metric: Metric = "loss",
+    seed: int = 0,
+    n_seeds: int = 1,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+    n_boot: int = 1000,
+) -> list[Result]:
+    """:func:`run` for several hypotheses on the same model, data and seeds.
+
+    The model's clean run and the baseline are computed once and shared, and every hypothesis is
+    sampled with the same seeds, so differences between the results are paired (common random
+    numbers). Each Result equals what :func:`run` gives for that hypothesis alone. Arguments as
+    for :func:`run`; every hypothesis is validated before any model runs.
+    """
+    hypotheses = list(hypotheses)
+    if not hypotheses:
+        raise ValueError("run_many needs at least one hypothesis")
     graph = ModelGraph.from_model(model)
     check_data(model, data)
     check_metric(metric, data, _n_outputs(model))
     if n_seeds < 1:
         raise ValueError(f"n_seeds must be at least 1, got {n_seeds}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be a positive number of rows per forward pass, got {batch_size}")
     baseline = baseline or fully_scrubbed()
     seeds = [seed + k for k in range(n_seeds)]
     # the baseline is sampled with the same seed: common random numbers (an identical hypothesis
     # gives identical samples, and the ratio's variance shrinks)
-    plans = [(make_plan(hypothesis, graph, data, s), make_plan(baseline, graph, data, s, warn=False)) for s in seeds]
+    plans = [[make_plan(h, graph, data, s) for s in seeds] for h in hypotheses]
+    base_plans = [make_plan(baseline, graph, data, s, warn=False) for s in seeds]
     if device is not None:
         model.to(device)
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be a positive number of rows per forward pass, got {batch_size}")
     rows = [batch_size or default_batch_size(model, data.seq_len)]  # shrinks if a pass does not fit in memory
-    floor = max(_layout(p, data.attention_mask is not None).n_blocks for pair in plans for p in pair)
+    masked = data.attention_mask is not None
+    floor = max(_layout(p, masked).n_blocks for p in [*base_plans, *(p for ps in plans for p in ps)])
+
+    def scrub(plan, desc: str) -> np.ndarray:
+        logits = _fitting(
+            lambda b: run_plan(model, plan, data, batch_size=b, progress=progress, desc=desc), rows, floor, model
+        )
+        return per_example(metric, logits, data, model_logits)
+
     model_logits = _fitting(lambda b: run_clean(model, data, batch_size=b), rows, 1, model)
     loss_model = per_example(metric, model_logits, data, model_logits)
-    frames = []
-    for s, (plan, base_plan) in zip(seeds, plans):
-        scrubbed = _fitting(
-            lambda b: run_plan(model, plan, data, batch_size=b, progress=progress, desc=f"{hypothesis.name} (seed {s})"),
-            rows, floor, model,
-        )
-        base = _fitting(
-            lambda b: run_plan(model, base_plan, data, batch_size=b, progress=progress, desc=f"baseline (seed {s})"),
-            rows, floor, model,
-        )
-        frames.append(
-            pd.DataFrame(
-                {
-                    "example": np.arange(len(data)),
-                    "seed": s,
-                    "loss_model": loss_model,
-                    "loss_scrubbed": per_example(metric, scrubbed, data, model_logits),
-                    "loss_baseline": per_example(metric, base, data, model_logits),
-                }
-            )
-        )
-    table = pd.concat(frames, ignore_index=True)
-    lm, ls, lb = (float(table[c].mean()) for c in ("loss_model", "loss_scrubbed", "loss_baseline"))
+    loss_base = [scrub(p, f"baseline (seed {s})") for s, p in zip(seeds, base_plans)]
+    lm, lb = float(loss_model.mean()), float(np.mean(loss_base))
     if abs(lb - lm) <= 1e-6 * max(1.0, abs(lm)):  # float noise of an identical computation
         raise ValueError(
             f"the baseline {baseline.name!r} has the model's own loss ({lb:.6g} vs {lm:.6g}): the fraction recovered "
             "has a zero denominator and is undefined; use a baseline that removes the behaviour"
         )
-    ci = bootstrap_ci(table, n_boot=n_boot, seed=seed)
-    first = plans[0][0]
-    return Result(
-        hypothesis=hypothesis.name,
-        baseline=baseline.name,
-        metric=metric_name(metric),
-        loss_model=lm,
-        loss_scrubbed=ls,
-        loss_baseline=lb,
-        loss_recovered=recovered(lm, ls, lb),
-        ci=ci,
-        ci_method=f"percentile bootstrap over examples, {n_boot} resamples, 95%, {n_seeds} seed(s) pooled per example",
-        n_examples=len(data),
-        seeds=seeds,
-        plan_size={"instances": len(first.instances), "random_contexts": first.n_random},
-        per_example=table,
-        record={
-            "seed": seed,
-            "n_seeds": n_seeds,
-            "versions": _versions(),
-            "model_config": model_config(model),
-            "weights_sha256": weights_hash(model),
-            "data_sha256": _data_hash(data),
-            "device": str(next(model.parameters()).device),
-            "hypothesis": hypothesis.name,
-            "baseline": baseline.name,
-            "metric": metric_name(metric),
-            "batch_size": rows[0],
-            "n_boot": n_boot,
-        },
-        spec=hypothesis,
-        graph=graph,
-    )
+    shared = {
+        "seed": seed,
+        "n_seeds": n_seeds,
+        "versions": _versions(),
+        "model_config": model_config(model),
+        "weights_sha256": weights_hash(model),
+        "data_sha256": _data_hash(data),
+        "device": str(next(model.parameters()).device),
+    }
+    results = []
+    for h, hplans in zip(hypotheses, plans):
+        table = pd.concat(
+            [
+                pd.DataFrame(
+                    {
+                        "example": np.arange(len(data)),
+                        "seed": s,
+                        "loss_model": loss_model,
+                        "loss_scrubbed": scrub(p, f"{h.name} (seed {s})"),
+                        "loss_baseline": base,
+                    }
+                )
+                for s, p, base in zip(seeds, hplans, loss_base)
+            ],
+            ignore_index=True,
+        )
+        lm, ls, lb = (float(table[c].mean()) for c in ("loss_model", "loss_scrubbed", "loss_baseline"))
+        results.append(
+            Result(
+                hypothesis=h.name,
+                baseline=baseline.name,
+                metric=metric_name(metric),
+                loss_model=lm,
+                loss_scrubbed=ls,
+                loss_baseline=lb,
+                loss_recovered=recovered(lm, ls, lb),
+                ci=bootstrap_ci(table, n_boot=n_boot, seed=seed),
+                ci_method=f"percentile bootstrap over examples, {n_boot} resamples, 95%, {n_seeds} seed(s) pooled per example",
+                n_examples=len(data),
+                seeds=seeds,
+                plan_size={"instances": len(hplans[0].instances), "random_contexts": hplans[0].n_random},
+                per_example=table,
+                record={
+                    **shared,
+                    "hypothesis": h.name,
+                    "baseline": baseline.name,
+                    "metric": metric_name(metric),
+                    "batch_size": rows[0],
+                    "n_boot": n_boot,
+                },
+                spec=h,
+                graph=graph,
+            )
+        )
+    return results
 
 
 def _n_outputs(model) -> int:

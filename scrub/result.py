@@ -8,12 +8,43 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["Result", "recovered", "bootstrap_ci"]
+__all__ = ["Result", "recovered", "bootstrap_ci", "per_example_losses", "resampled_recovered", "percentile_interval"]
 
 
 def recovered(model: float, scrubbed: float, baseline: float) -> float:
     """``(L_baseline - L_scrubbed) / (L_baseline - L_model)``."""
     return (baseline - scrubbed) / (baseline - model)
+
+
+def per_example_losses(table: pd.DataFrame) -> np.ndarray:
+    """``[N, 3]``: each example's model, scrubbed and baseline losses, averaged over seeds, in example order."""
+    return table.groupby("example")[["loss_model", "loss_scrubbed", "loss_baseline"]].mean().sort_index().to_numpy()
+
+
+def resampled_recovered(*per: np.ndarray, n_boot: int = 1000, seed: int = 0) -> list[np.ndarray]:
+    """Bootstrap replicates of the fraction recovered for each ``[N, 3]`` loss table in ``per``.
+
+    All tables are resampled with the *same* example draws (paired), ``n_boot`` times; each result
+    is ``[n_boot]`` (non-finite where a replicate's denominator is zero).
+    """
+    n = per[0].shape[0]
+    rng = np.random.default_rng(seed)
+    out: list[list[np.ndarray]] = [[] for _ in per]
+    for start in range(0, n_boot, 200):  # bounded memory: 200 resamples x N counts at a time
+        k = min(200, n_boot - start)
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=k).astype(np.float64)
+        for acc, p in zip(out, per):
+            means = counts @ p / n  # [k, 3]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                acc.append((means[:, 2] - means[:, 1]) / (means[:, 2] - means[:, 0]))
+    return [np.concatenate(acc) for acc in out]
+
+
+def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The percentile interval of the finite ``samples``."""
+    s = samples[np.isfinite(samples)]
+    alpha = (1 - level) / 2
+    return float(np.quantile(s, alpha)), float(np.quantile(s, 1 - alpha))
 
 
 def bootstrap_ci(
@@ -24,20 +55,8 @@ def bootstrap_ci(
     Each example's losses are first averaged over the scrub seeds (seeds pooled), then
     examples are resampled with replacement ``n_boot`` times.
     """
-    per = table.groupby("example")[["loss_model", "loss_scrubbed", "loss_baseline"]].mean().to_numpy()
-    n = per.shape[0]
-    rng = np.random.default_rng(seed)
-    stats = []
-    for start in range(0, n_boot, 200):  # bounded memory: 200 resamples x N counts at a time
-        k = min(200, n_boot - start)
-        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=k).astype(np.float64)
-        means = counts @ per / n  # [k, 3]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            stats.append((means[:, 2] - means[:, 1]) / (means[:, 2] - means[:, 0]))
-    s = np.concatenate(stats)
-    s = s[np.isfinite(s)]
-    alpha = (1 - level) / 2
-    return float(np.quantile(s, alpha)), float(np.quantile(s, 1 - alpha))
+    (samples,) = resampled_recovered(per_example_losses(table), n_boot=n_boot, seed=seed)
+    return percentile_interval(samples, level)
 
 
 @dataclass
@@ -79,8 +98,7 @@ class Result:
     @property
     def stderr(self) -> float:
         """Standard error of ``loss_recovered`` by the delta method over examples (seeds pooled)."""
-        per = self.per_example.groupby("example")[["loss_model", "loss_scrubbed", "loss_baseline"]].mean()
-        m, s, b = (per[c].to_numpy() for c in ("loss_model", "loss_scrubbed", "loss_baseline"))
+        m, s, b = per_example_losses(self.per_example).T
         num, den = b - s, b - m
         r = num.mean() / den.mean()
         infl = (num - r * den) / den.mean()

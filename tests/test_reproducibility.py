@@ -125,3 +125,34 @@ def test_other_runtime_errors_are_not_swallowed(setup, monkeypatch):
     monkeypatch.setattr(executor, "_forward", broken)
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
         scrub.run(model, naive(), data)
+
+
+def test_run_many_equals_run_and_shares_the_clean_run_and_baseline(setup, monkeypatch):
+    """Several hypotheses in one call: each Result is bit for bit what run() gives alone, while
+    the model's clean run happens once and the baseline once per seed (not once per hypothesis)."""
+    from scrub import experiment
+
+    model, data, _ = setup
+    hs = [naive(), naive().without("token values"), naive().only("current token")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alone = [scrub.run(model, h, data, seed=3, n_seeds=2, batch_size=4000, n_boot=200) for h in hs]
+        calls = {"clean": 0, "plan": 0}
+        clean, plan = experiment.run_clean, experiment.run_plan
+
+        def count_clean(*a, **k):
+            calls["clean"] += 1
+            return clean(*a, **k)
+
+        def count_plan(*a, **k):
+            calls["plan"] += 1
+            return plan(*a, **k)
+
+        monkeypatch.setattr(experiment, "run_clean", count_clean)
+        monkeypatch.setattr(experiment, "run_plan", count_plan)
+        together = scrub.run_many(model, hs, data, seed=3, n_seeds=2, batch_size=4000, n_boot=200)
+    assert calls == {"clean": 1, "plan": 2 + 3 * 2}  # baseline per seed, each hypothesis per seed
+    for a, b in zip(alone, together):
+        _same(a, b)
+        assert a.record == b.record
+    assert len({r.loss_recovered for r in together}) == 3
