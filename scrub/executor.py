@@ -38,14 +38,11 @@ import torch
 from tqdm.auto import tqdm
 
 from scrub.dataset import Dataset
+from scrub.errors import ExecutionError
 from scrub.graph import INPUTS, ModelGraph
 from scrub.plan import Plan
 
 __all__ = ["ExecutionError", "run_plan", "run_clean", "default_batch_size", "model_device"]
-
-
-class ExecutionError(RuntimeError):
-    """The forward pass did not go as planned (a hook did not fire, or fired with the wrong shape)."""
 
 
 _NOWHERE = -(1 << 30)  # a per-position instance whose position its node's positions= exclude

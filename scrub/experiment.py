@@ -22,14 +22,12 @@ from scrub.hypothesis import Hypothesis
 from scrub.metrics import METRICS, Metric, check_metric, metric_name, per_example
 from scrub.plan import make_plan
 from scrub.result import Result, bootstrap_ci, recovered
+from scrub.errors import ReproductionError
 
 __all__ = ["run", "run_many", "reproduce", "fully_scrubbed", "check_data", "ReproductionError"]
 
 _T = TypeVar("_T")
 
-
-class ReproductionError(ValueError):
-    """A run's record does not match the model, data or hypothesis given to reproduce it."""
 
 
 def fully_scrubbed() -> Hypothesis:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from scrub.errors import GraphError
+
 __all__ = ["ModelGraph", "GraphError"]
 
 INPUTS = ("embed", "pos")
@@ -22,10 +24,6 @@ ATTN_PORTS = ("q", "k", "v")
 
 _HEAD = re.compile(r"^a(\d+)\.(\d+)$")
 _MLP = re.compile(r"^m(\d+)$")
-
-
-class GraphError(ValueError):
-    """A node or port that the model's graph does not have."""
 
 
 @dataclass(frozen=True)

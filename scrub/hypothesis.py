@@ -17,14 +17,12 @@ import networkx as nx
 
 from scrub.graph import INPUTS, GraphError, ModelGraph
 from scrub.sampling import Exact, Feature, Random
+from scrub.errors import HypothesisError
 
 __all__ = ["Hypothesis", "Node", "HypothesisError", "Claim"]
 
 Positions = Sequence[int] | Callable[[Any], Any] | None
 
-
-class HypothesisError(ValueError):
-    """A hypothesis that does not fit the model's graph; the message names the node."""
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,12 @@ import torch
 import torch.nn.functional as F
 
 from scrub.dataset import Dataset
+from scrub.errors import MetricError
 
 __all__ = ["Metric", "METRICS", "per_example", "MetricError", "metric_name"]
 
 Metric = str | Callable[[torch.Tensor, Dataset], torch.Tensor]
 
-
-class MetricError(ValueError):
-    """A metric that cannot be computed, or returns the wrong shape or NaN."""
 
 
 def _labels(data: Dataset, name: str) -> torch.Tensor:

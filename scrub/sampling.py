@@ -20,12 +20,10 @@ import pandas as pd
 import torch
 
 from scrub.dataset import Dataset
+from scrub.errors import FeatureError
 
 __all__ = ["Exact", "Random", "Feature", "FeatureValues", "evaluate_feature", "Sampler", "FeatureError"]
 
-
-class FeatureError(ValueError):
-    """A feature that cannot be evaluated, or gives values of the wrong shape or type."""
 
 
 @dataclass(frozen=True)
