@@ -15,9 +15,11 @@ Each port input of an instance's node is rebuilt as the context's residual plus,
 claimed upstream node, the difference between the child's output and the context's output of
 that node (masked to the claimed positions). Because a node at layer ``L`` reads only nodes
 below it, all of those are computed earlier in the same pass. Heads' q/k/v are overwritten
-with the layer's own norm and weights applied to the patched residual (shared/TRANSFORMERLENS-4.md);
-MLP inputs through ``hook_mlp_in``; the output reads the patched final residual and the pass
-stops there (the unembedding is applied to the output rows only).
+with the layer's own norm and weights applied to the patched residual (for grouped-query attention,
+keys and values are written into the kv group of the head being computed); MLP inputs through
+the architecture's MLP input hook; the output reads the patched final residual and the pass stops
+there (the unembedding is applied to the output rows only). Every hook name, weight and norm
+comes from :class:`scrub.architecture.Architecture`.
 
 A block runs only as deep as anything reads it: blocks are grouped into *passes* by the last
 stage they are read or patched at, and each pass stops there (a leaf previous-token head at
@@ -37,9 +39,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from scrub import architecture as A
+from scrub.architecture import Architecture
 from scrub.dataset import Dataset
 from scrub.errors import ExecutionError
-from scrub.graph import INPUTS, ModelGraph
+from scrub.graph import ModelGraph
 from scrub.plan import Plan
 
 __all__ = ["ExecutionError", "run_plan", "run_clean", "default_batch_size", "model_device"]
@@ -64,13 +68,10 @@ def default_batch_size(model, seq_len: int) -> int:
     return max(1, (1 << 22) // (seq_len * int(model.cfg.d_model)))
 
 
-def _target_logits(model, final_resid: torch.Tensor, target_pos: torch.Tensor) -> torch.Tensor:
+def _target_logits(model, arch: Architecture, final_resid: torch.Tensor, target_pos: torch.Tensor) -> torch.Tensor:
     """The model's logits at each row's target position, from its final residual ``[B, T, d]``."""
     x = final_resid[torch.arange(final_resid.shape[0], device=final_resid.device), target_pos]
-    x = model.ln_final.original_component(x)
-    logits = x @ model.W_U
-    b_u = getattr(model, "b_U", None)
-    return logits if b_u is None else logits + b_u
+    return arch.logits(model, x)
 
 
 def _then_stop(fn, stop: bool):
@@ -98,7 +99,7 @@ class _HookSet:
 
         def hook(x, hook=None, _name=name, _fn=fn):
             self.calls[_name] += 1
-            if x.shape[0] != self.rows and not (_name == "hook_pos_embed" and x.shape[0] == 1):
+            if x.shape[0] != self.rows and not (_name == A.HOOK_POS and x.shape[0] == 1):
                 raise ExecutionError(f"hook {_name!r} fired with batch {x.shape[0]}, expected {self.rows} rows")
             out = _fn(x)
             return x if out is None else out
@@ -129,16 +130,12 @@ def _forward(model, tokens, attention_mask, hooks: _HookSet) -> None:
 
 
 @contextlib.contextmanager
-def _mlp_in_hooks(model, needed: bool):
-    if not needed:
-        yield
-        return
-    before = bool(getattr(model.cfg, "use_hook_mlp_in", False))
-    model.set_use_hook_mlp_in(True)
+def _mlp_in_hooks(model, arch: Architecture, needed: bool):
+    restore = arch.enable_hooks(model) if needed else (lambda: None)
     try:
         yield
     finally:
-        model.set_use_hook_mlp_in(before)
+        restore()
 
 
 @dataclass
@@ -172,7 +169,7 @@ def _layout(plan: Plan, has_mask: bool) -> _Layout:
             not inst.is_leaf
             and not has_mask
             and len(stages) == 1
-            and not any(m in INPUTS for m in inst.node.model)
+            and not any(g.kind(m) == "input" for m in inst.node.model)
         )
         lay.host[inst.index] = lay.n_blocks
         lay.block_examples.append(inst.random if merge else inst.examples)
@@ -240,10 +237,11 @@ def _split_passes(lay: _Layout, g: ModelGraph) -> None:
 class _Chunk:
     """Hooks for one chunk of ``b`` references."""
 
-    def __init__(self, model, plan: Plan, lay: _Layout, refs: np.ndarray, device) -> None:
-        self.model, self.plan, self.lay, self.b = model, plan, lay, len(refs)
+    def __init__(self, model, arch: Architecture, plan: Plan, lay: _Layout, refs: np.ndarray, device) -> None:
+        self.model, self.arch, self.plan, self.lay, self.b = model, arch, plan, lay, len(refs)
         self.store: dict[tuple[str, int], torch.Tensor] = {}
         self.base: dict[int, torch.Tensor] = {}
+        self.base_mlp: dict[int, torch.Tensor] = {}  # resid_pre of MLPs whose input hook is normalised
         self.final: torch.Tensor | None = None
         # where each instance feeds its parent: None (everywhere), an int (one position, for
         # per-position instances: only that column is touched), or a [B, T, 1] mask
@@ -262,6 +260,7 @@ class _Chunk:
         memory would grow with the number of chunks."""
         self.store.clear()
         self.base.clear()
+        self.base_mlp.clear()
         self.final = None
 
     def rows(self, block: int) -> slice:
@@ -279,10 +278,13 @@ class _Chunk:
         ``tokens`` is ``[len(lay.gathered) * b, T]``, one block after another.
         """
         for k, blk in enumerate(self.lay.gathered):
-            for node in INPUTS:
+            for node in self.plan.graph.inputs:
                 if blk in self.lay.needs.get(node, ()):
                     t = tokens[k * self.b : (k + 1) * self.b]
-                    v = self.model.embed(t) if node == "embed" else self.model.W_pos[: t.shape[1]].expand(self.b, -1, -1)
+                    if node == "embed":
+                        v = self.arch.embed(self.model, t)
+                    else:
+                        v = self.arch.pos(self.model, t.shape[1]).expand(self.b, -1, -1)
                     self.put(node, blk, v)
 
     def resid(self, i: int, claims, base: torch.Tensor) -> torch.Tensor:
@@ -310,66 +312,74 @@ class _Chunk:
         lay, g, here = self.lay, self.plan.graph, set(blocks)
         needed = lambda node: [b for b in lay.needs.get(node, ()) if b in here]
         patched = lambda key: [p for p in lay.patches.get(key, []) if lay.host[p[0]] in here]
-        for name in INPUTS:
+        arch = self.arch
+        for name in g.inputs:
             if needed(name):
-                hs.add("hook_embed" if name == "embed" else "hook_pos_embed", lambda x, n=name, b=needed(name): self.keep(n, x, b))
+                hs.add(A.HOOK_EMBED if name == "embed" else A.HOOK_POS, lambda x, n=name, b=needed(name): self.keep(n, x, b))
         for layer in range(g.n_layers):
             if 2 * layer + 1 > stop:
                 break
             attn = patched(("attn", layer))
+            mlp = patched(("mlp", layer)) if not g.attn_only and 2 * layer + 2 <= stop else []
+            mlp_pre = mlp if arch.mlp_in_normalized else []
+            if attn or mlp_pre:
+                hs.add(A.hook_resid_pre(layer), lambda x, a=attn, m=mlp_pre: self._capture(x, a, m))
             if attn:
-                hs.add(f"blocks.{layer}.hook_resid_pre", lambda x, a=attn: self._capture(x, a))
                 for port in ("q", "k", "v"):
                     if any(port in ports for _, _, ports in attn):
-                        hs.add(f"blocks.{layer}.attn.hook_{port}", lambda x, L=layer, p=port, a=attn: self._qkv(x, L, p, a))
+                        hs.add(A.hook_qkv(layer, port), lambda x, L=layer, p=port, a=attn: self._qkv(x, L, p, a))
             heads = [(h, f"a{layer}.{h}", needed(f"a{layer}.{h}")) for h in range(g.n_heads)]
             heads = [hd for hd in heads if hd[2]]
             if heads or stop == 2 * layer + 1:
                 z = lambda x, L=layer, hd=heads: self._z(x, L, hd)
-                hs.add(f"blocks.{layer}.attn.hook_z", _then_stop(z, stop == 2 * layer + 1))
+                hs.add(A.hook_z(layer), _then_stop(z, stop == 2 * layer + 1))
             if g.attn_only or 2 * layer + 2 > stop:
                 continue
-            mlp = patched(("mlp", layer))
             if mlp:
-                hs.add(f"blocks.{layer}.hook_mlp_in", lambda x, a=mlp: self._mlp_in(x, a))
+                hs.add(arch.hook_mlp_in(layer), lambda x, L=layer, a=mlp: self._mlp_in(x, L, a))
             if needed(f"m{layer}") or stop == 2 * layer + 2:
                 n = f"m{layer}"
                 out = lambda x, n=n, b=needed(n): self.keep(n, x, b)
-                hs.add(f"blocks.{layer}.hook_mlp_out", _then_stop(out, stop == 2 * layer + 2))
+                hs.add(A.hook_mlp_out(layer), _then_stop(out, stop == 2 * layer + 2))
         if stop == 2 * g.n_layers + 1:
-            hs.add("ln_final.hook_in", self._out)
+            hs.add(A.HOOK_FINAL, self._out)
         return hs
 
-    def _capture(self, x, attn) -> None:
+    def _capture(self, x, attn, mlp) -> None:
         for i, _, _ in attn:
             self.base[i] = x[self.rows(self.lay.ctx[i])].clone()
+        for i, _, _ in mlp:
+            self.base_mlp[i] = x[self.rows(self.lay.ctx[i])].clone()
 
     def _qkv(self, x, layer: int, port: str, attn):
-        blk = self.model.blocks[layer]
-        ln = blk.ln1.original_component
-        w = getattr(blk.attn, f"W_{port.upper()}")
-        bias = getattr(blk.attn, f"b_{port.upper()}")
+        ln = self.arch.ln1(self.model, layer)
+        w, bias = self.arch.qkv(self.model, layer, port)
         for i, nodes, ports in attn:
             if port not in ports:
                 continue
-            heads = [self.plan.graph.head(n) for n in nodes]
+            # query heads read their own row; keys and values live in the heads' kv groups
+            rows = sorted(set(self.arch.rows(port, [self.plan.graph.head(n) for n in nodes])))
             normed = ln(self.resid(i, ports[port], self.base[i]))
-            val = torch.einsum("btm,hmd->bthd", normed, w[heads]) + bias[heads]
-            x[self.rows(self.lay.host[i]), :, heads] = val.to(x.dtype)
+            val = torch.einsum("btm,hmd->bthd", normed, w[rows]) + bias[rows]
+            x[self.rows(self.lay.host[i]), :, rows] = val.to(x.dtype)
         return x
 
     def _z(self, z, layer: int, heads) -> None:
-        w_o = self.model.blocks[layer].attn.W_O
+        w_o = self.arch.W_O(self.model, layer)
         for h, name, blocks in heads:
             for blk in blocks:
                 at = self.lay.only_at.get((name, blk))
                 zh = z[self.rows(blk), :, h] if at is None else z[self.rows(blk), at, h]
                 self.store[(name, blk)] = zh @ w_o[h]
 
-    def _mlp_in(self, x, mlp):
-        new = {i: self.resid(i, ports["in"], x[self.rows(self.lay.ctx[i])]) for i, _, ports in mlp}
+    def _mlp_in(self, x, layer: int, mlp):
+        if self.arch.mlp_in_normalized:  # the hook holds ln1(resid_pre): patch the residual, then normalise
+            new = {i: self.arch.mlp_in_value(self.model, layer, self.resid(i, ports["in"], self.base_mlp[i]))
+                   for i, _, ports in mlp}
+        else:
+            new = {i: self.resid(i, ports["in"], x[self.rows(self.lay.ctx[i])]) for i, _, ports in mlp}
         for i, val in new.items():
-            x[self.rows(self.lay.host[i])] = val
+            x[self.rows(self.lay.host[i])] = val.to(x.dtype)
         return x
 
     def _out(self, x):
@@ -398,6 +408,7 @@ def run_plan(
     ``batch_size // blocks`` references (at least one).
     """
     device = model_device(model)
+    arch = Architecture.of(model)
     lay = _layout(plan, data.attention_mask is not None)
     rows_per_pass = batch_size or default_batch_size(model, data.seq_len)
     per_chunk = max(1, rows_per_pass // lay.n_blocks)
@@ -411,9 +422,9 @@ def run_plan(
     out = []
     needs_mlp_in = any(k[0] == "mlp" for k in lay.patches)
     chunks = list(_chunks(plan.n, per_chunk))
-    with torch.inference_mode(), _mlp_in_hooks(model, needs_mlp_in):
+    with torch.inference_mode(), _mlp_in_hooks(model, arch, needs_mlp_in):
         for refs in tqdm(chunks, desc=desc, disable=not progress or len(chunks) < 2, leave=False):
-            chunk = _Chunk(model, plan, lay, refs, device)
+            chunk = _Chunk(model, arch, plan, lay, refs, device)
             if lay.gathered:
                 chunk.gather(data.tokens[torch.from_numpy(examples[lay.gathered][:, refs].reshape(-1))].to(device))
             for stop, blocks in lay.passes:
@@ -421,7 +432,7 @@ def run_plan(
                 tokens = data.tokens[idx].to(device)
                 mask = None if data.attention_mask is None else data.attention_mask[idx].to(device)
                 _forward(model, tokens, mask, chunk.hooks(tokens.shape[0], stop, blocks))
-            out.append(_target_logits(model, chunk.final, data.target_pos[refs].to(device)).float().cpu())
+            out.append(_target_logits(model, arch, chunk.final, data.target_pos[refs].to(device)).float().cpu())
             chunk.release()
     return torch.cat(out)
 
@@ -429,6 +440,7 @@ def run_plan(
 def run_clean(model, data: Dataset, *, batch_size: int | None = None) -> torch.Tensor:
     """The unmodified model's logits at each example's target position, ``[N, vocab]``."""
     device = model_device(model)
+    arch = Architecture.of(model)
     size = batch_size or default_batch_size(model, data.seq_len)
     out = []
     with torch.inference_mode():
@@ -442,7 +454,7 @@ def run_clean(model, data: Dataset, *, batch_size: int | None = None) -> torch.T
                 raise _Stop
 
             hs = _HookSet(tokens.shape[0])
-            hs.add("ln_final.hook_in", grab)
+            hs.add(A.HOOK_FINAL, grab)
             _forward(model, tokens, mask, hs)
-            out.append(_target_logits(model, captured["x"], data.target_pos[refs].to(device)).float().cpu())
+            out.append(_target_logits(model, arch, captured["x"], data.target_pos[refs].to(device)).float().cpu())
     return torch.cat(out)

@@ -39,26 +39,30 @@ class ModelGraph:
     n_heads: int
     attn_only: bool
     graph: nx.DiGraph = field(repr=False, compare=False)
+    inputs: tuple[str, ...] = INPUTS
+    parallel: bool = False
 
     @classmethod
     def from_model(cls, model) -> "ModelGraph":
-        """The graph of a TransformerLens model (a ``TransformerBridge`` or anything with its ``cfg``)."""
-        cfg = getattr(model, "cfg", None)
-        if cfg is None or not all(hasattr(cfg, k) for k in ("n_layers", "n_heads", "d_model")):
-            raise TypeError(
-                f"{type(model).__name__} is not a supported TransformerLens model: it needs a `cfg` with "
-                "n_layers, n_heads and d_model (build one with TransformerBridge.boot_native or scrub.build_model)"
-            )
-        pet = getattr(cfg, "positional_embedding_type", "standard")
-        if pet != "standard":
-            raise TypeError(f"positional_embedding_type={pet!r} is not supported yet (only 'standard')")
-        if getattr(cfg, "parallel_attn_mlp", False):
-            raise TypeError("parallel attention/MLP blocks are not supported yet")
-        return cls.build(int(cfg.n_layers), int(cfg.n_heads), bool(getattr(cfg, "attn_only", False)))
+        """The graph of a TransformerLens model (a ``TransformerBridge``, native or from :func:`scrub.from_hf`).
+
+        Raises :class:`~scrub.UnsupportedModelError` for architectures scrub does not model exactly.
+        """
+        from scrub.architecture import Architecture
+
+        arch = Architecture.of(model)
+        return cls.build(arch.n_layers, arch.n_heads, arch.attn_only, inputs=arch.inputs, parallel=arch.parallel)
 
     @classmethod
-    def build(cls, n_layers: int, n_heads: int, attn_only: bool = False) -> "ModelGraph":
-        """The graph of a model with this shape (no model needed)."""
+    def build(
+        cls, n_layers: int, n_heads: int, attn_only: bool = False, *, inputs: tuple[str, ...] = INPUTS,
+        parallel: bool = False,
+    ) -> "ModelGraph":
+        """The graph of a model with this shape (no model needed).
+
+        ``inputs`` is ``("embed", "pos")`` for absolute positions, ``("embed",)`` for rotary ones;
+        ``parallel`` blocks feed each MLP the residual before its own layer's heads.
+        """
         g = nx.DiGraph()
         order: list[str] = []
 
@@ -75,7 +79,7 @@ class ModelGraph:
             link(name, ports)
             order.append(name)
 
-        for name in INPUTS:
+        for name in inputs:
             add_component(name, "input", -1, 0, ())
         for layer in range(n_layers):
             heads = [f"a{layer}.{h}" for h in range(n_heads)]
@@ -83,11 +87,17 @@ class ModelGraph:
             for h, name in enumerate(heads):
                 g.add_node(name, kind="attn", layer=layer, stage=2 * layer + 1, head=h, ports=ATTN_PORTS)
                 link(name, ATTN_PORTS)
+            if parallel and not attn_only:  # the MLP reads the residual before this layer's heads
+                add_component(f"m{layer}", "mlp", layer, 2 * layer + 2, ("in",))
+                order.remove(f"m{layer}")
+                order.extend(heads)
+                order.append(f"m{layer}")
+                continue
             order.extend(heads)
             if not attn_only:
                 add_component(f"m{layer}", "mlp", layer, 2 * layer + 2, ("in",))
         add_component("out", "output", n_layers, 2 * n_layers + 1, ("in",))
-        return cls(n_layers=n_layers, n_heads=n_heads, attn_only=attn_only, graph=g)
+        return cls(n_layers=n_layers, n_heads=n_heads, attn_only=attn_only, graph=g, inputs=tuple(inputs), parallel=parallel)
 
     # -- queries -----------------------------------------------------------------------
     @property
@@ -125,7 +135,15 @@ class ModelGraph:
         if name in self.graph and self.kind(name) != "port":
             return
         prefix = f"{where}: " if where else ""
+        if name == "pos" and "pos" not in self.inputs:
+            raise GraphError(
+                f"{prefix}the model has no 'pos' node: its positions are rotary, applied inside each head's query "
+                "and key rotation, not added to the residual. Claim 'embed' (and the heads' q/k ports) instead"
+            )
         m = _HEAD.match(name)
+        if m and (m.group(1) != str(int(m.group(1))) or m.group(2) != str(int(m.group(2)))):
+            canonical = f"a{int(m.group(1))}.{int(m.group(2))}"
+            raise GraphError(f"{prefix}unknown model node {name!r} (did you mean {canonical!r}? no leading zeros)")
         if m:
             layer, head = int(m.group(1)), int(m.group(2))
             if layer >= self.n_layers:
@@ -141,6 +159,6 @@ class ModelGraph:
         close = difflib.get_close_matches(name, self.components, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise GraphError(
-            f"{prefix}unknown model node {name!r}{hint}; valid nodes are embed, pos, a<layer>.<head>, "
+            f"{prefix}unknown model node {name!r}{hint}; valid nodes are {', '.join(self.inputs)}, a<layer>.<head>, "
             f"{'' if self.attn_only else 'm<layer>, '}out for {self.n_layers} layers x {self.n_heads} heads"
         )

@@ -1,12 +1,16 @@
-"""The slow, obviously-correct oracle: the recursive algorithm of DESIGN section 1, one reference at a time.
+"""The slow, obviously-correct oracle: the recursive algorithm of causal scrubbing, one reference at a time.
 
 For each reference and each instance of the plan it runs the model on one example: the
 clean run on the instance's random example gives every unimportant parent; the children's
 outputs (computed recursively) replace the claimed ones; each port's input is the explicit
-sum of all upstream outputs plus the attention output biases; the instance's nodes are then
-computed by the model itself from those inputs (q/k/v, MLP input and final residual
-overwritten in a run on the instance's own example). It shares only the sampled plan with
-the executor, and is the baseline the benchmarks compare against.
+sum of all upstream outputs plus the attention output biases of the layers feeding it; the
+instance's nodes are then computed by the model itself from those inputs, one model node per
+run: for a head, the inputs of its layer's q, k and v projections are overwritten with the
+normalised port inputs (so the model computes every query head and every kv group itself: no
+head-to-group indexing is shared with the executor), and the head's output is read from
+``hook_z``; for an MLP its input hook is overwritten; for the output the final residual is, and
+the logits are the model's own. It shares only the sampled plan with the executor, and is the
+baseline the benchmarks compare against.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from scrub import architecture as A
+from scrub.architecture import Architecture
 from scrub.dataset import Dataset
 from scrub.graph import ModelGraph
 from scrub.plan import Instance, Plan
@@ -21,41 +27,56 @@ from scrub.plan import Instance, Plan
 __all__ = ["run_reference"]
 
 
-def _clean_outputs(model, graph: ModelGraph, data: Dataset, example: int) -> dict[str, torch.Tensor]:
+def _clean_outputs(model, arch: Architecture, graph: ModelGraph, data: Dataset, example: int) -> dict[str, torch.Tensor]:
     """Every component's output ``[T, d_model]`` in the clean run on one example."""
     tokens = data.tokens[example : example + 1]
     kwargs = {} if data.attention_mask is None else {"attention_mask": data.attention_mask[example : example + 1]}
-    wanted = lambda name: name in ("hook_embed", "hook_pos_embed") or name.endswith(("attn.hook_z", "hook_mlp_out"))
-    _, cache = model.run_with_cache(tokens, names_filter=wanted, **kwargs)
-    out = {"embed": cache["hook_embed"][0], "pos": cache["hook_pos_embed"][0]}
+    names = [A.HOOK_EMBED] + ([A.HOOK_POS] if "pos" in graph.inputs else [])
+    names += [A.hook_z(layer) for layer in range(graph.n_layers)]
+    names += [] if graph.attn_only else [A.hook_mlp_out(layer) for layer in range(graph.n_layers)]
+    cache: dict[str, torch.Tensor] = {}
+
+    def grab(name):
+        def fn(x, hook=None):
+            cache[name] = x.detach()
+
+        return fn
+
+    with model.hooks(fwd_hooks=[(n, grab(n)) for n in names]):
+        model(tokens, **kwargs)
+    out = {"embed": cache[A.HOOK_EMBED][0]}
+    if "pos" in graph.inputs:
+        pos = cache[A.HOOK_POS]
+        out["pos"] = pos[0]
     for layer in range(graph.n_layers):
-        z = cache[f"blocks.{layer}.attn.hook_z"][0]
-        w_o = model.blocks[layer].attn.W_O
+        z = cache[A.hook_z(layer)][0]
+        w_o = arch.W_O(model, layer)
         for h in range(graph.n_heads):
             out[f"a{layer}.{h}"] = z[:, h] @ w_o[h]
         if not graph.attn_only:
-            out[f"m{layer}"] = cache[f"blocks.{layer}.hook_mlp_out"][0]
+            out[f"m{layer}"] = cache[A.hook_mlp_out(layer)][0]
     return out
 
 
-def _bias_below(model, graph: ModelGraph, stage: int) -> torch.Tensor:
-    """The attention output biases of every layer whose heads come before ``stage``."""
-    total = torch.zeros(model.cfg.d_model, device=model.blocks[0].attn.b_O.device)
+def _bias_into(model, arch: Architecture, graph: ModelGraph, node: str, port: str) -> torch.Tensor:
+    """The attention output biases of every layer with a head feeding ``node``'s ``port``."""
+    total = torch.zeros(arch.d_model)
     for layer in range(graph.n_layers):
-        if 2 * layer + 1 < stage:
-            total = total + model.blocks[layer].attn.b_O
-    return total
+        if graph.feeds(f"a{layer}.0", node, port):
+            total = total + arch.b_O(model, layer).detach().cpu()
+    return total.to(arch.W_O(model, 0).device)
 
 
 class _Oracle:
     def __init__(self, model, plan: Plan, data: Dataset) -> None:
         self.model, self.plan, self.data, self.g = model, plan, data, plan.graph
+        self.arch = Architecture.of(model)
         self._clean: dict[int, dict[str, torch.Tensor]] = {}
 
     def clean(self, example: int) -> dict[str, torch.Tensor]:
         """The clean run on one example (each example's clean run is the same wherever it is used)."""
         if example not in self._clean:
-            self._clean[example] = _clean_outputs(self.model, self.g, self.data, example)
+            self._clean[example] = _clean_outputs(self.model, self.arch, self.g, self.data, example)
         return self._clean[example]
 
     def outputs(self, inst: Instance, ref: int) -> dict[str, torch.Tensor]:
@@ -69,7 +90,7 @@ class _Oracle:
         port_inputs: dict[tuple[str, str], torch.Tensor] = {}
         for n in inst.node.model:
             for port in self.g.ports(n):
-                total = _bias_below(self.model, self.g, self.g.stage(n))
+                total = _bias_into(self.model, self.arch, self.g, n, port)
                 for up in self.g.upstream(n, port):
                     value = random[up]
                     for child, child_out in children:
@@ -82,52 +103,51 @@ class _Oracle:
         return self._compute(inst, example, port_inputs, ref)
 
     def _compute(self, inst: Instance, example: int, port_inputs, ref: int) -> dict[str, torch.Tensor]:
-        """Run the model on the instance's example with its nodes' port inputs overwritten."""
-        model, g = self.model, self.g
-        hooks, result = [], {}
+        """Each of the instance's model nodes computed by the model on the instance's example, its inputs overwritten."""
+        result = {}
         for n in inst.node.model:
-            kind = g.kind(n)
-            if kind == "attn":
-                layer, h = g.layer(n), g.head(n)
-                blk = model.blocks[layer]
-                for port in "qkv":
-                    resid = port_inputs[(n, port)]
+            result[n] = self._run_node(n, example, port_inputs, ref)
+        return result
 
-                    def patch(x, hook=None, resid=resid, h=h, blk=blk, port=port):
-                        x = x.clone()
-                        w = getattr(blk.attn, f"W_{port.upper()}")[h]
-                        b = getattr(blk.attn, f"b_{port.upper()}")[h]
-                        x[0, :, h] = blk.ln1.original_component(resid) @ w + b
-                        return x
+    def _run_node(self, n: str, example: int, port_inputs, ref: int) -> torch.Tensor:
+        model, g, arch = self.model, self.g, self.arch
+        kind = g.kind(n)
+        hooks, got = [], {}
 
-                    hooks.append((f"blocks.{layer}.attn.hook_{port}", patch))
+        def overwrite(value):
+            return lambda x, hook=None: value[None].to(x.dtype).expand_as(x).clone()
 
-                def read_z(z, hook=None, n=n, h=h, blk=blk):
-                    result[n] = z[0, :, h] @ blk.attn.W_O[h]
+        if kind == "attn":
+            layer, h = g.layer(n), g.head(n)
+            ln = arch.ln1(model, layer)
+            for port in "qkv":  # the projections' inputs: the model computes every head and kv group itself
+                hooks.append((A.hook_proj_in(layer, port), overwrite(ln(port_inputs[(n, port)]))))
 
-                hooks.append((f"blocks.{layer}.attn.hook_z", read_z))
-            elif kind == "mlp":
-                layer = g.layer(n)
-                hooks.append((f"blocks.{layer}.hook_mlp_in", lambda x, hook=None, r=port_inputs[(n, "in")]: r[None].clone()))
+            def read_z(z, hook=None):
+                got["v"] = z[0, :, h] @ arch.W_O(model, layer)[h]
 
-                def read_mlp(x, hook=None, n=n):
-                    result[n] = x[0]
+            hooks.append((A.hook_z(layer), read_z))
+        elif kind == "mlp":
+            layer = g.layer(n)
+            hooks.append((arch.hook_mlp_in(layer), overwrite(arch.mlp_in_value(model, layer, port_inputs[(n, "in")]))))
 
-                hooks.append((f"blocks.{layer}.hook_mlp_out", read_mlp))
-            elif kind == "output":
-                hooks.append(("ln_final.hook_in", lambda x, hook=None, r=port_inputs[(n, "in")]: r[None].clone()))
+            def read_mlp(x, hook=None):
+                got["v"] = x[0]
+
+            hooks.append((A.hook_mlp_out(layer), read_mlp))
+        elif kind == "output":
+            hooks.append((A.HOOK_FINAL, overwrite(port_inputs[(n, "in")])))
         tokens = self.data.tokens[example : example + 1]
         kwargs = {} if self.data.attention_mask is None else {"attention_mask": self.data.attention_mask[example : example + 1]}
-        before = bool(getattr(model.cfg, "use_hook_mlp_in", False))
-        model.set_use_hook_mlp_in(True) if not g.attn_only else None
+        restore = arch.enable_hooks(model) if kind == "mlp" else (lambda: None)
         try:
-            logits = model.run_with_hooks(tokens, fwd_hooks=hooks, **kwargs)
+            with model.hooks(fwd_hooks=hooks):
+                logits = model(tokens, **kwargs)
         finally:
-            if not g.attn_only:
-                model.set_use_hook_mlp_in(before)
-        if "out" in inst.node.model:
-            result["out"] = logits[0, int(self.data.target_pos[ref])]
-        return result
+            restore()
+        if kind == "output":
+            return logits[0, int(self.data.target_pos[ref])]
+        return got["v"]
 
 
 def run_reference(model, plan: Plan, data: Dataset, refs=None) -> torch.Tensor:

@@ -92,7 +92,7 @@ def random_data(rng: np.random.Generator, mask: bool) -> scrub.Dataset:
     import pandas as pd
 
     tokens = torch.from_numpy(rng.integers(0, VOCAB, size=(N, T)))
-    attention_mask = None
+    attention_mask, lengths = None, T
     if mask:  # right padding on some examples
         lengths = rng.integers(3, T + 1, size=N)
         attention_mask = torch.from_numpy((np.arange(T)[None, :] < lengths[:, None]).astype(np.int64))
@@ -100,7 +100,7 @@ def random_data(rng: np.random.Generator, mask: bool) -> scrub.Dataset:
         tokens,
         labels=torch.from_numpy(rng.integers(0, VOCAB, size=N)),
         columns=pd.DataFrame({"parity": (tokens.sum(1) % 2).numpy()}),
-        target_pos=torch.from_numpy(rng.integers(0, T, size=N)) if mask else None,
+        target_pos=torch.from_numpy(rng.integers(0, T, size=N) % lengths) if mask else None,  # an attended position
         attention_mask=attention_mask,
     )
 
