@@ -8,8 +8,12 @@ and read the fraction of loss it recovers with a confidence interval::
     result = scrub.run(model, h, data, seed=0)
 """
 
+from scrub.architecture import Architecture, from_hf, supported_architectures
 from scrub.checkpoint import build_model, load_model, save_model
 from scrub.dataset import Dataset
+from scrub.errors import (
+    BaselineError, CheckpointError, DatasetError, RunOptionsError, ScrubError, UnsupportedModelError,
+)
 from scrub.executor import ExecutionError
 from scrub.experiment import ReproductionError, fully_scrubbed, reproduce, run, run_many
 from scrub.graph import GraphError, ModelGraph
@@ -21,7 +25,8 @@ from scrub.sampling import Exact, FeatureError, Random
 
 __all__ = [
     "Dataset", "ModelGraph", "Hypothesis", "Node", "Exact", "Random", "run", "run_many", "reproduce", "Result", "Plan", "make_plan",
-    "fully_scrubbed", "build_model", "load_model", "save_model",
+    "fully_scrubbed", "build_model", "load_model", "save_model", "from_hf", "Architecture", "supported_architectures",
     "HypothesisError", "GraphError", "FeatureError", "MetricError", "ExecutionError", "ReproductionError",
+    "ScrubError", "DatasetError", "RunOptionsError", "BaselineError", "UnsupportedModelError", "CheckpointError",
 ]
 __version__ = "0.1.0"
