@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import platform
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -21,10 +23,21 @@ from scrub.graph import ModelGraph
 from scrub.hypothesis import Hypothesis
 from scrub.metrics import METRICS, Metric, check_metric, metric_name, per_example
 from scrub.plan import make_plan
-from scrub.result import Result, bootstrap_ci, recovered
-from scrub.errors import ReproductionError
+from scrub.sampling import Exact, Random
+from scrub.result import MIN_BOOT, Result, bootstrap_ci, recovered
+from scrub.errors import (
+    BaselineError, DatasetError, HypothesisError, ReproductionError, RunOptionsError,
+)
 
-__all__ = ["run", "run_many", "reproduce", "fully_scrubbed", "check_data", "ReproductionError"]
+__all__ = [
+    "run", "run_many", "reproduce", "fully_scrubbed", "check_data", "check_run_options", "hypothesis_fingerprint",
+    "ReproductionError", "MAX_SEEDS",
+]
+
+#: The most sampling seeds one run pools. Every seed is a full set of forward passes over the data
+#: and pooling more seeds only shrinks the sampling noise, not the spread over examples that the
+#: interval measures: a larger count is a typo (``n_seeds=10**7`` would run for days).
+MAX_SEEDS = 1000
 
 _T = TypeVar("_T")
 
@@ -40,17 +53,19 @@ def fully_scrubbed() -> Hypothesis:
 def check_data(model, data: Dataset) -> None:
     """Reject data the model cannot run on, naming what is wrong."""
     if not isinstance(data, Dataset):
-        raise TypeError(f"data must be a scrub.Dataset, got {type(data).__name__}")
+        raise DatasetError(f"data must be a scrub.Dataset, got {type(data).__name__}")
+    if len(data) < 2:
+        raise DatasetError(f"Dataset: causal scrubbing needs at least 2 examples to sample from, the dataset has {len(data)}")
     cfg = model.cfg
     if data.seq_len > cfg.n_ctx:
-        raise ValueError(f"Dataset: sequences have length {data.seq_len} but the model's context is n_ctx={cfg.n_ctx}")
+        raise DatasetError(f"Dataset: sequences have length {data.seq_len} but the model's context is n_ctx={cfg.n_ctx}")
     lo, hi = int(data.tokens.min()), int(data.tokens.max())
     if lo < 0 or hi >= cfg.d_vocab:
-        raise ValueError(f"Dataset: tokens range over {lo}..{hi} but the model's vocabulary is 0..{cfg.d_vocab - 1}")
+        raise DatasetError(f"Dataset: tokens range over {lo}..{hi} but the model's vocabulary is 0..{cfg.d_vocab - 1}")
     d_out = getattr(cfg, "d_vocab_out", -1)
     d_out = cfg.d_vocab if d_out is None or d_out < 0 else d_out
     if data.labels is not None and (int(data.labels.min()) < 0 or int(data.labels.max()) >= d_out):
-        raise ValueError(f"Dataset: labels range over {int(data.labels.min())}..{int(data.labels.max())} "
+        raise DatasetError(f"Dataset: labels range over {int(data.labels.min())}..{int(data.labels.max())} "
                          f"but the model has {d_out} outputs")
 
 
@@ -58,8 +73,124 @@ def _data_hash(data: Dataset) -> str:
     h = hashlib.sha256(data.tokens.numpy().tobytes())
     for t in (data.labels, data.target_pos, data.attention_mask):
         h.update(b"|" + (b"" if t is None else t.numpy().tobytes()))
-    h.update(pd.util.hash_pandas_object(data.columns, index=True).to_numpy().tobytes() if len(data.columns.columns) else b"")
+    for name in data.columns.columns:
+        col = data.columns[name]
+        h.update(b"|" + repr(name).encode())
+        try:
+            h.update(pd.util.hash_pandas_object(col, index=True).to_numpy().tobytes())
+        except TypeError:  # unhashable cells (lists, dicts): hash their text, which is stable for equal values
+            h.update("\x1f".join(map(repr, col.tolist())).encode())
     return h.hexdigest()
+
+
+def _int_option(name: str, value, lo: int, hi: int | None, why: str = "") -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise RunOptionsError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if value < lo or (hi is not None and value > hi):
+        rng = f"{lo}..{hi}" if hi is not None else f"at least {lo}"
+        raise RunOptionsError(f"{name} must be {rng}, got {value}{why}")
+    return value
+
+
+def _check_device(device) -> torch.device | None:
+    """``device`` as a :class:`torch.device` that exists here, or a RunOptionsError naming it."""
+    if device is None:
+        return None
+    if not isinstance(device, (str, torch.device)):
+        raise RunOptionsError(f"device must be a string such as 'cpu' or 'cuda:0', or a torch.device; got {type(device).__name__} {device!r}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise RunOptionsError(f"device={device!r} is not a device: {exc}. Use 'cpu', 'cuda', 'cuda:1' or 'mps'") from None
+    if dev.type == "meta":
+        raise RunOptionsError("device='meta' holds no data: the model cannot run there. Use 'cpu' or 'cuda'")
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RunOptionsError(f"device={device!r}: CUDA is not available on this machine; use device='cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RunOptionsError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return dev
+    backend = getattr(torch.backends, dev.type, None) if dev.type == "mps" else getattr(torch, dev.type, None)
+    available = getattr(backend, "is_available", None)
+    if available is None or not available():
+        raise RunOptionsError(f"device={device!r}: no {dev.type} device is available here; use 'cpu' or 'cuda'")
+    return dev
+
+
+def check_run_options(
+    *, seed=0, n_seeds=1, batch_size=None, n_boot=1000, device=None, progress=None
+) -> dict[str, Any]:
+    """Validate :func:`run`'s options before anything runs; returns them normalised (numpy ints as ints).
+
+    Raises :class:`RunOptionsError` naming the option: ``seed`` a non-negative int (not a bool),
+    ``n_seeds`` an int in ``1..MAX_SEEDS``, ``batch_size`` None or a positive int, ``n_boot`` an int
+    of at least :data:`~scrub.result.MIN_BOOT`, ``device`` None, a string or a torch.device that is
+    available here (not ``'meta'``), ``progress`` None or a bool.
+    """
+    out = {
+        "seed": _int_option("seed", seed, 0, None),
+        "n_seeds": _int_option(
+            "n_seeds", n_seeds, 1, MAX_SEEDS,
+            " (each seed is a full set of forward passes; more seeds shrink only the sampling noise)"
+            if not isinstance(n_seeds, bool) and isinstance(n_seeds, (int, np.integer)) and n_seeds > MAX_SEEDS else "",
+        ),
+        "batch_size": None if batch_size is None else _int_option("batch_size", batch_size, 1, None),
+        "n_boot": _int_option(
+            "n_boot", n_boot, MIN_BOOT, None,
+            f" (a 95% interval needs at least {MIN_BOOT} bootstrap resamples to have meaningful 2.5% and 97.5% points)",
+        ),
+        "device": _check_device(device),
+    }
+    if progress is not None and not isinstance(progress, (bool, np.bool_)):
+        raise RunOptionsError(f"progress must be True, False or None, got {type(progress).__name__} {progress!r}")
+    return out
+
+
+def _check_hypothesis(h, what: str = "hypothesis") -> Hypothesis:
+    if isinstance(h, Hypothesis):
+        return h
+    if callable(h):
+        name = getattr(h, "__name__", type(h).__name__)
+        raise HypothesisError(
+            f"{what} is the function {name!r}, not a scrub.Hypothesis: call it ({name}()) and pass what it returns"
+        )
+    raise HypothesisError(f"{what} must be a scrub.Hypothesis, got {type(h).__name__} {h!r}"[:300])
+
+
+def _feature_id(f) -> Any:
+    if f is None or isinstance(f, str):
+        return f
+    if isinstance(f, (Exact, Random)) or f is Exact or f is Random:
+        return getattr(f, "__name__", type(f).__name__)
+    if isinstance(f, list):
+        return list(f)
+    return "fn:" + getattr(f, "__module__", "?") + "." + getattr(f, "__qualname__", type(f).__qualname__)
+
+
+def hypothesis_fingerprint(h: Hypothesis) -> str:
+    """A SHA-256 of the hypothesis's structure: every node's name, model nodes, ports, positions and
+    feature kind, and the tree's shape. Functions count by their qualified name (their code cannot be
+    hashed reliably), so :func:`reproduce` also checks the rerun's score."""
+    seen: set[int] = set()
+    nodes = []
+
+    def walk(n) -> None:
+        if id(n) in seen:
+            return
+        seen.add(id(n))
+        nodes.append({
+            "name": n.name, "model": list(n.model), "port": None if n.port is None else list(n.port),
+            "positions": _feature_id(n.positions), "agree": _feature_id(n.agree), "open": bool(n.open),
+            "children": [c.name for c in n.children],
+        })
+        for c in n.children:
+            walk(c)
+
+    walk(h.root)
+    return hashlib.sha256(json.dumps(nodes, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _versions() -> dict[str, str]:
@@ -136,24 +267,27 @@ def run_many(
     numbers). Each Result equals what :func:`run` gives for that hypothesis alone. Arguments as
     for :func:`run`; every hypothesis is validated before any model runs.
     """
-    hypotheses = list(hypotheses)
+    if isinstance(hypotheses, Hypothesis) or callable(hypotheses) or not isinstance(hypotheses, Sequence):
+        if isinstance(hypotheses, Hypothesis):
+            raise HypothesisError("run_many takes a list of hypotheses: pass [h], or call scrub.run for one")
+        _check_hypothesis(hypotheses, "hypotheses")  # a function: "call it"; anything else: not a Hypothesis
+    hypotheses = [_check_hypothesis(h, f"hypotheses[{i}]") for i, h in enumerate(hypotheses)]
     if not hypotheses:
-        raise ValueError("run_many needs at least one hypothesis")
+        raise HypothesisError("run_many needs at least one hypothesis")
+    baseline = fully_scrubbed() if baseline is None else _check_hypothesis(baseline, "baseline")
+    opts = check_run_options(seed=seed, n_seeds=n_seeds, batch_size=batch_size, n_boot=n_boot, device=device,
+                             progress=progress)
+    seed, n_seeds, batch_size, n_boot, device = (opts[k] for k in ("seed", "n_seeds", "batch_size", "n_boot", "device"))
     graph = ModelGraph.from_model(model)
     check_data(model, data)
     check_metric(metric, data, _n_outputs(model))
-    if n_seeds < 1:
-        raise ValueError(f"n_seeds must be at least 1, got {n_seeds}")
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be a positive number of rows per forward pass, got {batch_size}")
-    baseline = baseline or fully_scrubbed()
     seeds = [seed + k for k in range(n_seeds)]
     # the baseline is sampled with the same seed: common random numbers (an identical hypothesis
     # gives identical samples, and the ratio's variance shrinks)
     plans = [[make_plan(h, graph, data, s) for s in seeds] for h in hypotheses]
     base_plans = [make_plan(baseline, graph, data, s, warn=False) for s in seeds]
     if device is not None:
-        model.to(device)
+        _move(model, device)
     rows = [batch_size or default_batch_size(model, data.seq_len)]  # shrinks if a pass does not fit in memory
     masked = data.attention_mask is not None
     floor = max(_layout(p, masked).n_blocks for p in [*base_plans, *(p for ps in plans for p in ps)])
@@ -169,7 +303,7 @@ def run_many(
     loss_base = [scrub(p, f"baseline (seed {s})") for s, p in zip(seeds, base_plans)]
     lm, lb = float(loss_model.mean()), float(np.mean(loss_base))
     if abs(lb - lm) <= 1e-6 * max(1.0, abs(lm)):  # float noise of an identical computation
-        raise ValueError(
+        raise BaselineError(
             f"the baseline {baseline.name!r} has the model's own loss ({lb:.6g} vs {lm:.6g}): the fraction recovered "
             "has a zero denominator and is undefined; use a baseline that removes the behaviour"
         )
@@ -200,6 +334,7 @@ def run_many(
             ignore_index=True,
         )
         lm, ls, lb = (float(table[c].mean()) for c in ("loss_model", "loss_scrubbed", "loss_baseline"))
+        ci = bootstrap_ci(table, n_boot=n_boot, seed=seed)
         results.append(
             Result(
                 hypothesis=h.name,
@@ -209,7 +344,7 @@ def run_many(
                 loss_scrubbed=ls,
                 loss_baseline=lb,
                 loss_recovered=recovered(lm, ls, lb),
-                ci=bootstrap_ci(table, n_boot=n_boot, seed=seed),
+                ci=ci,
                 ci_method=f"percentile bootstrap over examples, {n_boot} resamples, 95%, {n_seeds} seed(s) pooled per example",
                 n_examples=len(data),
                 seeds=seeds,
@@ -222,12 +357,31 @@ def run_many(
                     "metric": metric_name(metric),
                     "batch_size": rows[0],
                     "n_boot": n_boot,
+                    "hypothesis_fingerprint": hypothesis_fingerprint(h),
+                    "baseline_fingerprint": hypothesis_fingerprint(baseline),
+                    "score": {"loss_model": lm, "loss_scrubbed": ls, "loss_baseline": lb,
+                              "loss_recovered": recovered(lm, ls, lb), "ci": list(ci)},
                 },
                 spec=h,
                 graph=graph,
             )
         )
     return results
+
+
+def _move(model, device: torch.device) -> None:
+    """Move ``model`` to ``device``; if the move fails part-way, move it back and say so."""
+    try:
+        before = model_device(model)
+    except Exception:  # a model without parameters: nothing to restore
+        before = None
+    try:
+        model.to(device)
+    except Exception as exc:
+        if before is not None:
+            with contextlib.suppress(Exception):
+                model.to(before)
+        raise RunOptionsError(f"device={str(device)!r}: moving the model there failed ({type(exc).__name__}: {exc})") from exc
 
 
 def _n_outputs(model) -> int:
@@ -280,6 +434,75 @@ def _describe_rows(model) -> str:
     return f"{cfg.n_layers} layers x d_model {cfg.d_model}"
 
 
+#: Record fields :func:`reproduce` needs, and the types each must have.
+_RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "seed": (int,), "n_seeds": (int,), "batch_size": (int,), "n_boot": (int,),
+    "weights_sha256": (str,), "data_sha256": (str,), "hypothesis": (str,), "baseline": (str,), "metric": (str,),
+    "hypothesis_fingerprint": (str,), "baseline_fingerprint": (str,), "score": (dict,),
+}
+_OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {"model_config": (dict,), "versions": (dict,), "device": (str,)}
+_SCORE_FIELDS = ("loss_model", "loss_scrubbed", "loss_baseline", "loss_recovered")
+
+
+def _parse_record(record) -> dict[str, Any]:
+    """``record`` (a Result, its record dict or that dict's JSON text) as a checked dict, or a ReproductionError."""
+    if isinstance(record, Result):
+        record = record.record
+    elif isinstance(record, (str, bytes)):
+        text = record.decode(errors="replace") if isinstance(record, bytes) else record
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            hint = ""
+            if text.strip() and not text.lstrip().startswith(("{", "[")) and len(text) < 4096:
+                hint = " (to use a file, pass json.loads(open(path).read()), or the record of one case of a --json file)"
+            raise ReproductionError(
+                f"the record is not JSON ({exc.msg} at character {exc.pos} of {len(text)}){hint}; pass "
+                "Result.record, the Result, or json.dumps(Result.record)"
+            ) from None
+    elif isinstance(record, os.PathLike):
+        raise ReproductionError(
+            f"the record is a path ({os.fspath(record)!r}); pass json.loads(path.read_text()) or the Result itself"
+        )
+    if not isinstance(record, Mapping):
+        raise ReproductionError(
+            f"the record must be a dict (Result.record), a Result or its JSON text; got {type(record).__name__}"
+        )
+    missing = [k for k in _RECORD_FIELDS if k not in record]
+    if missing:
+        raise ReproductionError(f"the record lacks {missing}: it was not written by this version of scrub.run")
+    wrong = []
+    for k, types in {**_RECORD_FIELDS, **_OPTIONAL_FIELDS}.items():
+        if k in record and record[k] is not None and (
+            not isinstance(record[k], types) or isinstance(record[k], bool)
+        ):
+            wrong.append(f"{k} is {type(record[k]).__name__} {record[k]!r}, not {types[0].__name__}"[:120])
+    score = record["score"]
+    if isinstance(score, Mapping):
+        for k in _SCORE_FIELDS:
+            v = score.get(k)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                wrong.append(f"score.{k} is {type(v).__name__} {v!r}, not a number"[:120])
+    if wrong:
+        raise ReproductionError("the record's fields have the wrong type: " + "; ".join(wrong))
+    return dict(record)
+
+
+def _score_differences(record: dict[str, Any], result: Result, rtol: float) -> list[str]:
+    rec = record["score"]
+    now = {"loss_model": result.loss_model, "loss_scrubbed": result.loss_scrubbed,
+           "loss_baseline": result.loss_baseline, "loss_recovered": result.loss_recovered}
+    out = []
+    for k, v in now.items():
+        if not np.isclose(v, float(rec[k]), rtol=rtol, atol=1e-12):
+            out.append(f"{k} (recorded {float(rec[k]):.10g}, rerun {v:.10g})")
+    ci = rec.get("ci")
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(c, (int, float)) for c in ci):
+        if not np.allclose(result.ci, [float(c) for c in ci], rtol=rtol, atol=1e-12):
+            out.append(f"ci (recorded {list(ci)}, rerun {list(result.ci)})")
+    return out
+
+
 def reproduce(
     record: Mapping[str, Any] | Result | str,
     model,
@@ -290,24 +513,26 @@ def reproduce(
     metric: Metric | None = None,
     strict_versions: bool = False,
 ) -> Result:
-    """Run again what ``record`` describes, and check it is the same run.
+    """Run again what ``record`` describes, and check it is the same run with the same score.
 
     ``record`` is :attr:`Result.record` (or the Result, or its JSON text). The model's weights and
-    config, the data and the hypothesis's name must match the record: a mismatch raises
+    config, the data, the hypothesis (its name and its structure: nodes, model nodes, ports,
+    positions and feature kinds) and the baseline must match the record: a mismatch raises
     :class:`ReproductionError` naming each field. Seeds, seed count, batch size and bootstrap size
-    are taken from the record. On the same device and package versions the returned Result equals
-    the recorded one bit for bit; differing versions give a warning (or an error with
-    ``strict_versions=True``), since kernels may change the last bits.
+    are taken from the record. The rerun's losses, fraction recovered and interval are then
+    compared with the recorded ones: on the same device and package versions they must agree to
+    a relative 1e-9 (they are equal bit for bit), elsewhere to 1e-4, since kernels may change the
+    last bits; differing versions also give a warning (or an error with ``strict_versions=True``).
+    A score that differs (an edited seed, seed count or metric in the record, or a feature
+    function that changed) raises :class:`ReproductionError` naming the numbers.
 
     A custom metric function cannot be recorded: pass it again as ``metric=``.
     """
-    if isinstance(record, Result):
-        record = record.record
-    elif isinstance(record, str):
-        record = json.loads(record)
-    missing = [k for k in ("seed", "n_seeds", "weights_sha256", "data_sha256", "batch_size") if k not in record]
-    if missing:
-        raise ReproductionError(f"the record lacks {missing}: it was not written by this version of scrub.run")
+    record = _parse_record(record)
+    hypothesis = _check_hypothesis(hypothesis)
+    baseline = fully_scrubbed() if baseline is None else _check_hypothesis(baseline, "baseline")
+    if not isinstance(data, Dataset):
+        raise DatasetError(f"data must be a scrub.Dataset, got {type(data).__name__}")
     problems = []
     if weights_hash(model) != record["weights_sha256"]:
         problems.append(f"weights_sha256 (the model's weights hash to {weights_hash(model)[:12]}..., "
@@ -319,21 +544,27 @@ def reproduce(
         problems.append(f"model_config (differs in {keys})")
     if _data_hash(data) != record["data_sha256"]:
         problems.append("data_sha256 (the dataset differs: tokens, labels, target positions, mask or columns)")
-    if record.get("hypothesis") not in (None, hypothesis.name):
+    if record["hypothesis"] != hypothesis.name:
         problems.append(f"hypothesis (the record scored {record['hypothesis']!r}, given {hypothesis.name!r})")
-    base_name = (baseline or fully_scrubbed()).name
-    if record.get("baseline") not in (None, base_name):
-        problems.append(f"baseline (the record used {record['baseline']!r}, given {base_name!r})")
+    elif record["hypothesis_fingerprint"] != hypothesis_fingerprint(hypothesis):
+        problems.append(
+            f"hypothesis_fingerprint (the hypothesis {hypothesis.name!r} has the recorded name but a different "
+            "structure: its nodes, model nodes, ports, positions or features differ)"
+        )
+    if record["baseline"] != baseline.name:
+        problems.append(f"baseline (the record used {record['baseline']!r}, given {baseline.name!r})")
+    elif record["baseline_fingerprint"] != hypothesis_fingerprint(baseline):
+        problems.append(f"baseline_fingerprint (the baseline {baseline.name!r} has a different structure)")
     if metric is None:
-        metric = record.get("metric", "loss")
+        metric = record["metric"]
         if metric not in METRICS:
             problems.append(f"metric (the record used the custom metric {metric!r}: pass it as metric=)")
-    elif record.get("metric") not in (None, metric_name(metric)):
+    elif record["metric"] != metric_name(metric):
         problems.append(f"metric (the record used {record['metric']!r}, given {metric_name(metric)!r})")
     if problems:
         raise ReproductionError("this is not the recorded run: " + "; ".join(problems))
     versions = _versions()
-    changed = {k: (v, versions.get(k)) for k, v in record.get("versions", {}).items() if versions.get(k) != v}
+    changed = {k: (v, versions.get(k)) for k, v in (record.get("versions") or {}).items() if versions.get(k) != v}
     if changed:
         msg = "package versions differ from the record (recorded, now): " + ", ".join(
             f"{k} {a} -> {b}" for k, (a, b) in changed.items()
@@ -341,7 +572,20 @@ def reproduce(
         if strict_versions:
             raise ReproductionError(msg)
         warnings.warn(msg + "; the score may differ in its last bits", stacklevel=2)
-    return run(
-        model, hypothesis, data, baseline=baseline, metric=metric, seed=record["seed"], n_seeds=record["n_seeds"],
-        batch_size=record["batch_size"], n_boot=record.get("n_boot", 1000), progress=False,
-    )
+    try:
+        again = run(
+            model, hypothesis, data, baseline=baseline, metric=metric, seed=record["seed"],
+            n_seeds=record["n_seeds"], batch_size=record["batch_size"], n_boot=record["n_boot"], progress=False,
+        )
+    except RunOptionsError as exc:
+        raise ReproductionError(f"the record's run options are not valid: {exc}") from exc
+    same_place = not changed and record.get("device") in (None, again.record["device"])
+    rtol = 1e-9 if same_place else 1e-4
+    diff = _score_differences(record, again, rtol)
+    if diff:
+        raise ReproductionError(
+            "the rerun does not give the recorded score: " + "; ".join(diff) + f" (relative tolerance {rtol:g}). "
+            "The record's seed, n_seeds, n_boot or metric was edited, or a feature, positions or metric "
+            "function changed since the run"
+        )
+    return again

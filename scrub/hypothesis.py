@@ -9,13 +9,16 @@ Node('current token' -> embed.q, agree=...)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
+import numpy as np
+import torch
 
-from scrub.graph import INPUTS, GraphError, ModelGraph
+from scrub.graph import INPUTS, ModelGraph
+from scrub.dataset import _scalar_int
 from scrub.sampling import Exact, Feature, Random
 from scrub.errors import HypothesisError
 
@@ -69,19 +72,30 @@ class Node:
             model: graph node(s), e.g. ``"a0.0"``, ``["a1.1", "a1.3"]``, ``"embed"``, ``"m0"``.
             port: restrict the claimed path to this input port of the parent (``"q"``, ``"k"``,
                 ``"v"`` for heads, ``"in"`` for MLPs and the output). Default: all ports.
-            positions: restrict the claim to these sequence positions: a list of ints, or a
-                function of the data returning one position (``[N]``) or a mask (``[N, T]``)
-                per example, read on the parent's example.
+            positions: restrict the claim to these sequence positions: a non-empty list of ints
+                (negative ones count from the end; floats, strings, bools and boolean arrays are
+                refused), or a function of the data returning one position (``[N]``) or a mask
+                (``[N, T]``) per example, read on the parent's example.
             agree: the feature: a function of the data returning ``[N]`` hashable values (or
                 ``[N, T]``, one per position: the node then splits into one instance per
                 position), a column name, :class:`~scrub.Exact` (default) or :class:`~scrub.Random`.
 
         Returns:
             The new child node (add its own children to it).
+
+        Raises:
+            HypothesisError: a malformed argument (naming the node), a duplicate name, or
+                ``port=``/``positions=``/``agree=``/``model=`` given when attaching an existing node.
         """
         if isinstance(name, Node):
-            if model is not None:
-                raise HypothesisError(f"node {name.name!r}: attaching an existing node takes no model=")
+            given = [k for k, v in (("model", model), ("port", port), ("positions", positions)) if v is not None]
+            if not (isinstance(agree, Exact) and type(agree) is Exact):
+                given.append("agree")
+            if given:
+                raise HypothesisError(
+                    f"node {name.name!r}: attaching an existing node takes no {'=, '.join(given)}= (it keeps the "
+                    "model, port, positions and feature it was created with); add a new node to claim something else"
+                )
             if name.hypothesis is not self.hypothesis:
                 raise HypothesisError(f"node {name.name!r} belongs to another hypothesis")
             self.children.append(name)
@@ -90,9 +104,15 @@ class Node:
             raise HypothesisError(f"a node name must be a non-empty string, got {name!r}")
         if model is None:
             raise HypothesisError(f"node {name!r}: model= is required (the graph node(s) it maps to)")
-        models = [model] if isinstance(model, str) else list(model)
+        models = _strings(model, name, "model", "graph node(s) such as 'a0.1', ['a1.0', 'a1.1'], 'embed' or 'm0'")
         if not models:
             raise HypothesisError(f"node {name!r}: model= names no graph node")
+        if port is not None:
+            ports = _strings(port, name, "port", "a port name ('q', 'k', 'v', 'in') or a list of them")
+            if not ports:
+                raise HypothesisError(f"node {name!r}: port= names no port; leave it out to claim every port")
+        positions = _static_positions(positions, name)
+        _check_feature(agree, name)
         if name in self.hypothesis._names:
             raise HypothesisError(f"node {name!r}: the hypothesis already has a node of that name")
         child = Node(self.hypothesis, name, models, port, positions, agree)
@@ -187,10 +207,7 @@ class Hypothesis:
             raise HypothesisError(f"hypothesis {self.name!r} has a cycle: {names} -> {g.nodes[cycle[0][0]]['name']}")
         for node in self.nodes():
             for m in node.model:
-                try:
-                    graph.check_component(m, where=f"node {node.name!r}")
-                except GraphError as exc:
-                    raise HypothesisError(str(exc)) from None
+                graph.check_component(m, where=f"node {node.name!r}")  # a GraphError is a HypothesisError
                 if m == "out" and node is not root:
                     raise HypothesisError(
                         f"node {node.name!r}: only the output node (h.output()) maps to 'out'; "
@@ -204,12 +221,7 @@ class Hypothesis:
                     "which has no inputs of its own, so it cannot have children"
                 )
             if node.positions is not None and not callable(node.positions):
-                try:
-                    [int(p) for p in node.positions]
-                except (TypeError, ValueError):
-                    raise HypothesisError(
-                        f"node {node.name!r}: positions= must be a list of ints or a function of the data"
-                    ) from None
+                _static_positions(node.positions, node.name)  # set after add(): checked again
         for node in self.nodes():  # model nodes are all known: now the edges
             seen: dict[Claim, Node] = {}
             for child in node.children:
@@ -287,6 +299,75 @@ class Hypothesis:
 
     def __repr__(self) -> str:
         return f"Hypothesis({self.name!r}, {len(self._names)} nodes)"
+
+
+def _strings(value, node: str, arg: str, valid: str) -> list[str]:
+    """``value`` (one string or a sequence of them) as a list of non-empty strings, or a HypothesisError."""
+    if isinstance(value, str):
+        items = [value]
+    elif isinstance(value, Sequence) or isinstance(value, (set, frozenset, tuple)):
+        items = list(value)
+    else:
+        raise HypothesisError(f"node {node!r}: {arg}= must be {valid}; got {type(value).__name__} {value!r}")
+    bad = [v for v in items if not isinstance(v, str) or not v]
+    if bad:
+        raise HypothesisError(f"node {node!r}: {arg}= must be {valid}; {bad[0]!r} is not a name")
+    return items
+
+
+def _static_positions(positions, node: str):
+    """A static ``positions=`` as a tuple of ints (a function is kept as it is; it is checked on the data).
+
+    Only integers are accepted (Python or numpy ints, or a 1-d integer array/tensor): a float, a
+    string or a bool would otherwise be cast silently (``1.7`` to ``1``, ``True`` to ``1``). A
+    boolean array is refused rather than read as a mask: pass the positions it selects
+    (``np.flatnonzero(mask).tolist()``) or a function returning an ``[N, T]`` mask. An empty list
+    claims nothing and is refused too.
+    """
+    if positions is None or callable(positions):
+        return positions
+    what = "a list of ints (sequence positions) or a function of the data"
+    if isinstance(positions, (str, bytes, Mapping)) or _scalar_int(positions) is not None:
+        raise HypothesisError(f"node {node!r}: positions= must be {what}, got {type(positions).__name__} {positions!r}")
+    if isinstance(positions, (torch.Tensor, np.ndarray)):
+        arr = positions.detach().cpu().numpy() if isinstance(positions, torch.Tensor) else positions
+        if arr.dtype.kind == "b":
+            raise HypothesisError(
+                f"node {node!r}: positions= is a boolean array; pass the positions it selects "
+                "(np.flatnonzero(mask).tolist()) or a function of the data returning an [N, T] mask"
+            )
+        if arr.ndim != 1:
+            raise HypothesisError(f"node {node!r}: positions= must be {what}, got an array of shape {arr.shape}")
+        items = list(arr)
+    elif isinstance(positions, (Sequence, set, frozenset)):
+        items = list(positions)
+    else:
+        raise HypothesisError(f"node {node!r}: positions= must be {what}, got {type(positions).__name__}")
+    out = []
+    for p in items:
+        v = _scalar_int(p)
+        if v is None:
+            raise HypothesisError(
+                f"node {node!r}: positions= must hold ints only; got {type(p).__name__} {p!r} "
+                "(floats, strings and bools are not positions)"
+            )
+        out.append(v)
+    if not out:
+        raise HypothesisError(
+            f"node {node!r}: positions= is empty, which claims nothing; leave it out to claim every position"
+        )
+    return out
+
+
+def _check_feature(agree, node: str) -> None:
+    if isinstance(agree, (Exact, Random, str)) or agree is Exact or agree is Random or callable(agree):
+        if isinstance(agree, str) and not agree:
+            raise HypothesisError(f"node {node!r}: agree='' names no column")
+        return
+    raise HypothesisError(
+        f"node {node!r}: agree= must be a function of the data, a column name, scrub.Exact() or scrub.Random(); "
+        f"got {type(agree).__name__} {agree!r}"
+    )
 
 
 def _positions_may_overlap(a: Positions, b: Positions) -> bool:

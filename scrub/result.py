@@ -8,7 +8,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["Result", "recovered", "bootstrap_ci", "per_example_losses", "resampled_recovered", "percentile_interval"]
+from scrub.errors import RunOptionsError
+
+__all__ = [
+    "Result", "recovered", "bootstrap_ci", "per_example_losses", "resampled_recovered", "percentile_interval",
+    "MIN_BOOT",
+]
+
+#: The fewest bootstrap resamples an interval is computed from. A 95% percentile interval reads the
+#: 2.5% and 97.5% points of the resamples: with 100 they lie between the 2nd/3rd and 97th/98th
+#: values; with fewer they are the extreme draws, and with one the "interval" has zero width and
+#: need not contain the estimate. 1000 (the default) is the usual choice.
+MIN_BOOT = 100
+
+
+def _check_boot(n_boot) -> int:
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < MIN_BOOT:
+        raise RunOptionsError(
+            f"n_boot must be an int of at least {MIN_BOOT} (bootstrap resamples for a 95% interval), got {n_boot!r}"
+        )
+    return int(n_boot)
 
 
 def recovered(model: float, scrubbed: float, baseline: float) -> float:
@@ -27,6 +46,7 @@ def resampled_recovered(*per: np.ndarray, n_boot: int = 1000, seed: int = 0) -> 
     All tables are resampled with the *same* example draws (paired), ``n_boot`` times; each result
     is ``[n_boot]`` (non-finite where a replicate's denominator is zero).
     """
+    n_boot = _check_boot(n_boot)
     n = per[0].shape[0]
     rng = np.random.default_rng(seed)
     out: list[list[np.ndarray]] = [[] for _ in per]
@@ -43,6 +63,8 @@ def resampled_recovered(*per: np.ndarray, n_boot: int = 1000, seed: int = 0) -> 
 def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """The percentile interval of the finite ``samples``."""
     s = samples[np.isfinite(samples)]
+    if s.size == 0:
+        return float("nan"), float("nan")
     alpha = (1 - level) / 2
     return float(np.quantile(s, alpha)), float(np.quantile(s, 1 - alpha))
 

@@ -12,6 +12,7 @@ agree at a node when the feature's values are equal. Samplers (Redwood's names i
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
@@ -59,16 +60,68 @@ class FeatureValues:
     n_values: int = 0
 
 
-def _to_array(values: Any) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        return values.detach().cpu().numpy()
-    if isinstance(values, (pd.Series, pd.Index)):
+def _aligned(values: pd.Series | pd.DataFrame, n: int, node: str) -> np.ndarray:
+    """A Series or DataFrame's values in example order.
+
+    The default index (``0..N-1`` in order) is read by position. Any other index must be a
+    permutation of ``0..N-1`` (a sorted or shuffled copy of the dataset's rows): the values are
+    then put back in example order by their index. Any other index is refused, since reading it by
+    position would silently give values to the wrong examples.
+    """
+    idx = values.index
+    if isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1:
         return values.to_numpy()
-    if isinstance(values, pd.DataFrame):
+    if len(idx) == n and idx.is_unique and pd.api.types.is_integer_dtype(idx.dtype) and (
+        idx.min() == 0 and idx.max() == n - 1
+    ):
+        return values.sort_index().to_numpy()
+    raise FeatureError(
+        f"node {node!r}: the feature returned a pandas {type(values).__name__} whose index is not the examples "
+        f"0..{n - 1} (it starts {list(idx[:3])}); return values in example order (e.g. .to_numpy()) or keep "
+        "the dataset's row index"
+    )
+
+
+def _scalar(v: Any) -> Any:
+    """A 0-d tensor or array as its Python scalar, so equal values hash and compare equal."""
+    if isinstance(v, (torch.Tensor, np.ndarray)) and v.ndim == 0:
+        return v.item()
+    return v
+
+
+def _to_array(values: Any, n: int, node: str) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        if values.ndim == 0:
+            raise FeatureError(
+                f"node {node!r}: the feature returned a single value ({values.item()!r}); it must return one "
+                f"value per example [{n}] or per position [{n}, T]"
+            )
+        return values.detach().cpu().numpy()
+    if isinstance(values, (pd.Series, pd.DataFrame)):
+        return _aligned(values, n, node)
+    if isinstance(values, pd.Index):
         return values.to_numpy()
     if isinstance(values, np.ndarray):
+        if values.ndim == 0:
+            raise FeatureError(
+                f"node {node!r}: the feature returned a single value ({values.item()!r}); it must return one "
+                f"value per example [{n}] or per position [{n}, T]"
+            )
+        if values.dtype == object:
+            return np.vectorize(_scalar, otypes=[object])(values) if values.size else values
         return values
-    values = list(values)
+    if isinstance(values, (str, bytes, Mapping, set, frozenset)):
+        what = {str: "a string", bytes: "bytes"}.get(type(values), f"a {type(values).__name__}")
+        raise FeatureError(
+            f"node {node!r}: the feature returned {what}; it must return one value per example [{n}] "
+            f"(a list, array, tensor or Series in example order), not {what} of length {len(values)}"
+        )
+    if not isinstance(values, Iterable):
+        raise FeatureError(
+            f"node {node!r}: the feature returned a single {type(values).__name__} ({values!r}); it must return "
+            f"one value per example [{n}] or per position [{n}, T]"
+        )
+    values = [_scalar(v) for v in values]
     arr = np.empty(len(values), dtype=object)
     arr[:] = values
     return arr
@@ -113,7 +166,7 @@ def evaluate_feature(agree: Feature, data: Dataset, node: str = "?") -> FeatureV
             f"node {node!r}: agree must be a function of the data, a column name, scrub.Exact() or scrub.Random(); "
             f"got {type(agree).__name__}"
         )
-    arr = _to_array(values)
+    arr = _to_array(values, n, node)
     if arr.ndim == 1 and arr.shape[0] == n:
         codes, k = _factorize(arr, node)
         return FeatureValues("example", codes, k)
@@ -174,7 +227,7 @@ class Sampler:
             return rng.integers(0, self.n, size=ref.shape[0])
         if self.kind == "position":
             if position is None:
-                raise ValueError("a per-position feature needs a position to draw at")
+                raise FeatureError(f"node {self.node!r}: a per-position feature needs a position to draw at")
             c = self._codes[ref, position]
         else:
             c = self._codes[ref]

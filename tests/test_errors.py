@@ -171,7 +171,7 @@ def test_bad_dataset_inputs():
         scrub.Dataset(torch.zeros(0, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="columns has 2 rows"):
         scrub.Dataset(torch.zeros(4, 3, dtype=torch.long), columns=pd.DataFrame({"a": [1, 2]}))
-    with pytest.raises(TypeError, match="integers"):
+    with pytest.raises(scrub.DatasetError, match="integers"):
         scrub.Dataset(torch.zeros(4, 3))
 
 
