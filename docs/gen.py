@@ -1,0 +1,202 @@
+"""Generated tables of the documentation: the zoo from the suites' ``CASES``, the benchmarks from ``benchmarks/results/``.
+
+Used two ways:
+
+- as a mkdocs hook (``hooks:`` in ``mkdocs.yml``): a page line that is exactly ``<!-- gen:NAME -->``
+  is replaced by the table ``NAME`` when the site is built, and the images the pages show from outside
+  ``docs/`` (the benchmark scaling plot, the report screenshot) are added to the site;
+- from the command line, to print one table: ``python docs/gen.py zoo`` (names: see ``TABLES``).
+
+Nothing here runs a model: the zoo table imports the suite modules and reads each ``Case``'s fields
+(name, kind, expected range, size, notes), and the benchmark tables read the CSV files that
+``python -m benchmarks.run`` wrote. Building the site therefore works offline in a few seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+#: Files outside ``docs/`` that pages show, as (path in the site, path in the repository).
+ASSETS = [
+    ("assets/scaling.png", RESULTS / "scaling.png"),
+    ("assets/report.png", ROOT / "tests" / "screenshots" / "report.png"),
+]
+
+MARKER = re.compile(r"^<!-- gen:([a-z0-9-]+) -->$", re.MULTILINE)
+
+
+def _cases() -> list:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import hypotheses
+
+    return list(hypotheses.CASES)
+
+
+def _cell(text: object) -> str:
+    """Text safe inside a markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ").strip()
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%" if float(x).is_integer() or abs(100 * x - round(100 * x)) < 1e-9 else f"{100 * x:.1f}%"
+
+
+def entry_of(name: str) -> str:
+    """The zoo entry a case belongs to: its name up to the first ``/`` (two parts for ``published/``)."""
+    parts = name.split("/")
+    return "/".join(parts[:2]) if parts[0] == "published" and len(parts) > 2 else parts[0]
+
+
+def zoo_summary(cases: list | None = None) -> str:
+    """One row per zoo entry: how many cases of each kind."""
+    cases = _cases() if cases is None else cases
+    kinds = ["true", "refined", "path", "false"]
+    rows: dict[str, dict[str, int]] = {}
+    for c in cases:
+        rows.setdefault(entry_of(c.name), dict.fromkeys(kinds, 0))[c.kind] += 1
+    out = ["| entry | cases | " + " | ".join(kinds) + " |", "|---|---:|" + "---:|" * len(kinds)]
+    for entry, counts in rows.items():
+        out.append(f"| `{entry}` | {sum(counts.values())} | " + " | ".join(str(counts[k]) for k in kinds) + " |")
+    out.append(f"| **all** | **{len(cases)}** | " + " | ".join(str(sum(r[k] for r in rows.values())) for k in kinds) + " |")
+    return "\n".join(out)
+
+
+def zoo_table(cases: list | None = None) -> str:
+    """Every case of ``hypotheses.CASES``: kind, expected range of the score, size, notes."""
+    cases = _cases() if cases is None else cases
+    out = [
+        "| case | kind | expected score | N × seeds | notes |",
+        "|---|---|---|---|---|",
+    ]
+    for c in cases:
+        lo, hi = c.expected
+        out.append(
+            f"| `{c.name}` | {c.kind} | {_pct(lo)} .. {_pct(hi)} | {c.n} × {c.n_seeds} | {_cell(c.notes)} |"
+        )
+    return "\n".join(out)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _num(s: str) -> str:
+    """A measured figure to 3 significant digits (as benchmarks/run.py's summary does)."""
+    if s in ("", None):
+        return ""
+    x = float(s)
+    if not math.isfinite(x):
+        return s
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+def _summary_path() -> Path:
+    return RESULTS / "summary.csv"
+
+
+def bench_setup(path: Path | None = None) -> str:
+    """One sentence: where and how the committed figures were measured (from the CSV's own columns)."""
+    rows = _read_csv(path or _summary_path())
+    r = rows[0]
+    modes = sorted({row["mode"] for row in rows})
+    return (
+        f"Measured by `python -m benchmarks.run` ({', '.join(modes)} mode) on {r['device']}, "
+        f"torch {r['torch']}, {r['threads']} thread(s); each figure is the median of its repeats "
+        f"with min..max."
+    )
+
+
+def bench_table(path: Path | None = None) -> str:
+    """Every row of ``benchmarks/results/summary.csv``."""
+    rows = _read_csv(path or _summary_path())
+    out = ["| figure | case | N | metric | median | min..max | repeats |", "|---|---|---:|---|---:|---|---:|"]
+    for r in rows:
+        n = r.get("n") or ""
+        n = "" if n == "" else f"{float(n):,.0f}"
+        out.append(
+            f"| {r['figure']} | {_cell(r['case'])} | {n} | {_cell(r['metric'])} | {_num(r['median'])} | "
+            f"{_num(r['min'])}..{_num(r['max'])} | {r['reps']} |"
+        )
+    return "\n".join(out)
+
+
+def bench_headline(path: Path | None = None) -> str:
+    """The figures with a target: the executor's overhead, its speed-up, the scaling slope."""
+    rows = _read_csv(path or _summary_path())
+    keep = [
+        r for r in rows
+        if "target" in r["metric"] or r["figure"] == "scaling" or r["metric"].startswith("speed-up vs oracle")
+    ]
+    out = ["| figure | case | median | min..max |", "|---|---|---:|---|"]
+    for r in keep:
+        out.append(f"| {_cell(r['metric'])} | {_cell(r['case'])} | **{_num(r['median'])}** | {_num(r['min'])}..{_num(r['max'])} |")
+    return "\n".join(out)
+
+
+def scaling_table(path: Path | None = None) -> str:
+    """Time and peak memory against N and against the number of interpretation nodes (``scaling.csv``)."""
+    rows = _read_csv(path or RESULTS / "scaling.csv")
+    out = [
+        "| sweep | N | nodes | instances | time (s) | µs per reference | peak RSS (MB) | of it scrub (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['sweep']} | {int(float(r['n'])):,} | {r['nodes']} | {r['instances']} | {_num(r['time_s'])} | "
+            f"{_num(r['us_per_reference'])} | {_num(r['rss_peak_mb'])} | {_num(r['rss_scrub_mb'])} |"
+        )
+    return "\n".join(out)
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "zoo-summary": zoo_summary,
+    "zoo-table": zoo_table,
+    "bench-setup": bench_setup,
+    "bench-headline": bench_headline,
+    "bench-table": bench_table,
+    "scaling-table": scaling_table,
+}
+
+
+def expand(markdown: str) -> str:
+    """``markdown`` with every ``<!-- gen:NAME -->`` line replaced by its table (an unknown name raises)."""
+
+    def one(m: re.Match) -> str:
+        name = m.group(1)
+        if name not in TABLES:
+            raise KeyError(f"docs: unknown generated table {name!r}; known: {sorted(TABLES)}")
+        return TABLES[name]()
+
+    return MARKER.sub(one, markdown)
+
+
+# --- mkdocs hook events -------------------------------------------------------------------------
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001 (mkdocs' signature)
+    return expand(markdown)
+
+
+def on_files(files, config):
+    from mkdocs.structure.files import File
+
+    for uri, path in ASSETS:
+        if path.exists() and files.get_file_from_path(uri) is None:
+            files.append(File.generated(config, uri, abs_src_path=str(path)))
+    return files
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in TABLES:
+        sys.exit(f"usage: python docs/gen.py {{{'|'.join(TABLES)}}}")
+    print(TABLES[sys.argv[1]]())
