@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scrub.checkpoint import model_config, weights_hash
+from scrub.checkpoint import check_device, model_config, weights_hash
 from scrub.dataset import Dataset
 from scrub.executor import _layout, default_batch_size, model_device, run_clean, run_plan
 from scrub.graph import ModelGraph
@@ -93,33 +93,6 @@ def _int_option(name: str, value, lo: int, hi: int | None, why: str = "") -> int
     return value
 
 
-def _check_device(device) -> torch.device | None:
-    """``device`` as a :class:`torch.device` that exists here, or a RunOptionsError naming it."""
-    if device is None:
-        return None
-    if not isinstance(device, (str, torch.device)):
-        raise RunOptionsError(f"device must be a string such as 'cpu' or 'cuda:0', or a torch.device; got {type(device).__name__} {device!r}")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError) as exc:
-        raise RunOptionsError(f"device={device!r} is not a device: {exc}. Use 'cpu', 'cuda', 'cuda:1' or 'mps'") from None
-    if dev.type == "meta":
-        raise RunOptionsError("device='meta' holds no data: the model cannot run there. Use 'cpu' or 'cuda'")
-    if dev.type == "cpu":
-        return dev
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RunOptionsError(f"device={device!r}: CUDA is not available on this machine; use device='cpu'")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise RunOptionsError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-        return dev
-    backend = getattr(torch.backends, dev.type, None) if dev.type == "mps" else getattr(torch, dev.type, None)
-    available = getattr(backend, "is_available", None)
-    if available is None or not available():
-        raise RunOptionsError(f"device={device!r}: no {dev.type} device is available here; use 'cpu' or 'cuda'")
-    return dev
-
-
 def check_run_options(
     *, seed=0, n_seeds=1, batch_size=None, n_boot=1000, device=None, progress=None
 ) -> dict[str, Any]:
@@ -142,7 +115,7 @@ def check_run_options(
             "n_boot", n_boot, MIN_BOOT, None,
             f" (a 95% interval needs at least {MIN_BOOT} bootstrap resamples to have meaningful 2.5% and 97.5% points)",
         ),
-        "device": _check_device(device),
+        "device": check_device(device),
     }
     if progress is not None and not isinstance(progress, (bool, np.bool_)):
         raise RunOptionsError(f"progress must be True, False or None, got {type(progress).__name__} {progress!r}")
