@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from scrub.dataset import Dataset
+from scrub.errors import HypothesisError, RunOptionsError
 from scrub.hypothesis import Hypothesis
 from scrub.metrics import Metric
 from scrub.result import Result, per_example_losses, percentile_interval, resampled_recovered
@@ -67,12 +68,22 @@ def breakdown(
         ``full - without``; each with its 95% percentile-bootstrap interval (``_lo``, ``_hi``;
         ``lost``'s is paired). ``attrs`` holds ``hypothesis``, ``full`` (the score) and ``full_ci``.
     """
-    from scrub.experiment import run_many
+    from scrub.experiment import _check_hypothesis, check_run_options, run_many
 
+    hypothesis = _check_hypothesis(hypothesis)
+    opts = check_run_options(seed=seed, n_seeds=n_seeds, batch_size=batch_size, n_boot=n_boot, progress=progress)
+    seed, n_seeds = opts["seed"], opts["n_seeds"]
+    if isinstance(claims, str):
+        claims = [claims]
     names = list(hypothesis.leaves() if claims is None else claims)
+    if not names:
+        raise HypothesisError(f"breakdown: hypothesis {hypothesis.name!r} has no claims (leaf nodes) to break down")
+    hypothesis._check_names(names)
     seeds = [seed + k for k in range(n_seeds)]
+    if full is not None and not isinstance(full, Result):
+        raise RunOptionsError(f"breakdown: full must be the scrub.Result of the full hypothesis, got {type(full).__name__}")
     if full is not None and (list(full.seeds) != seeds or full.n_examples != len(data)):
-        raise ValueError(
+        raise RunOptionsError(
             f"breakdown: `full` was run with seeds {full.seeds} on {full.n_examples} examples; "
             f"this breakdown uses seeds {seeds} on {len(data)}"
         )

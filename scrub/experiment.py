@@ -446,9 +446,9 @@ def _parse_record(record) -> dict[str, Any]:
         raise ReproductionError(f"the record lacks {missing}: it was not written by this version of scrub.run")
     wrong = []
     for k, types in {**_RECORD_FIELDS, **_OPTIONAL_FIELDS}.items():
-        if k in record and record[k] is not None and (
-            not isinstance(record[k], types) or isinstance(record[k], bool)
-        ):
+        if k not in record or (record[k] is None and k in _OPTIONAL_FIELDS):
+            continue
+        if not isinstance(record[k], types) or isinstance(record[k], bool):
             wrong.append(f"{k} is {type(record[k]).__name__} {record[k]!r}, not {types[0].__name__}"[:120])
     score = record["score"]
     if isinstance(score, Mapping):

@@ -80,7 +80,12 @@ def per_example(metric: Metric, logits: torch.Tensor, data: Dataset, model_logit
     name = metric_name(metric)
     fn = METRICS[metric] if isinstance(metric, str) else (lambda lg, d, _m: metric(lg, d))
     values = fn(logits, data, model_logits)
-    arr = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
+    try:
+        arr = np.asarray(values.detach().cpu().double() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise MetricError(
+            f"metric {name!r} returned {type(values).__name__}, not one number per example [{len(data)}] ({exc})"
+        ) from None
     if arr.shape != (len(data),):
         raise MetricError(f"metric {name!r} returned shape {arr.shape}; expected one loss per example [{len(data)}]")
     if not np.isfinite(arr).all():
