@@ -16,7 +16,7 @@ import re
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, NoReturn, Optional
 
 import typer
 
@@ -36,9 +36,9 @@ def _main() -> None:
 
 @app.command()
 def demo(
-    n: int = typer.Option(1000, help="number of examples"),
-    seed: int = typer.Option(0, help="sampling seed"),
-    n_seeds: int = typer.Option(2, help="seeds to pool"),
+    n: int = typer.Option(1000, min=2, help="number of examples (at least 2)"),
+    seed: int = typer.Option(0, min=0, help="sampling seed"),
+    n_seeds: int = typer.Option(2, min=1, max=1000, help="seeds to pool (1..1000)"),
 ) -> None:
     """Score the naive induction hypothesis on the shipped 2-layer attention-only model."""
     from hypotheses.induction import load_model, make_data
@@ -62,9 +62,9 @@ def demo(
 
 
 # -- shared options ------------------------------------------------------------------------
-_N = typer.Option(None, "--n", min=1, help="number of examples (overrides each case's)")
-_SEEDS = typer.Option(None, "--seeds", min=1, help="number of sampling seeds (overrides each case's)")
-_SEED = typer.Option(None, "--seed", help="first sampling seed (overrides each case's)")
+_N = typer.Option(None, "--n", min=2, help="number of examples, at least 2 (overrides each case's)")
+_SEEDS = typer.Option(None, "--seeds", min=1, max=1000, help="number of sampling seeds, 1..1000 (overrides each case's)")
+_SEED = typer.Option(None, "--seed", min=0, help="first sampling seed (overrides each case's)")
 _JSON = typer.Option(None, "--json", help="write the results as JSON (readable by --compare)", dir_okay=False)
 _CSV = typer.Option(None, "--csv", help="write the results as CSV", dir_okay=False)
 _COMPARE = typer.Option(None, "--compare", exists=True, dir_okay=False,
@@ -97,7 +97,8 @@ def run_one(
     try:
         case = find_case(target)
     except SuiteError as exc:
-        raise typer.BadParameter(str(exc), param_hint="TARGET") from None
+        _usage(str(exc), "TARGET")
+    _check_paths(json_path, csv_path, html, compare_path)
     with _progress(err) as bar:
         task = bar.add_task(f"scoring {case.name}", total=None)
         cache: dict = {}
@@ -151,7 +152,8 @@ def run_suite_cmd(
     try:
         cases = select(load_suite(path), k)
     except SuiteError as exc:
-        raise typer.BadParameter(str(exc), param_hint="PATH") from None
+        _usage(str(exc), "PATH")
+    _check_paths(json_path, csv_path, None, compare_path)
     if not cases:
         err.print(f"[bold red]no cases[/] in {path}" + (f" match -k {' -k '.join(k)}" if k else ""))
         raise typer.Exit(1)
@@ -197,6 +199,31 @@ def run_suite_cmd(
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def _usage(message: str, param: str) -> NoReturn:
+    """A usage mistake: one line on stderr naming the argument, exit status 2."""
+    typer.echo(f"Error: {param}: " + " ".join(message.split()), err=True)
+    raise typer.Exit(2)
+
+
+def _check_paths(json_path, csv_path, html, compare_path) -> None:
+    """Before anything runs: every output can be written, and the --compare file is a results file."""
+    from scrub.suite import SuiteError, read_results
+
+    for flag, p in (("--json", json_path), ("--csv", csv_path), ("--html", html)):
+        if p is None:
+            continue
+        parent = Path(p).parent
+        if not parent.is_dir():
+            _usage(f"the directory {parent} does not exist (create it first)", flag)
+        if not os.access(parent, os.W_OK):
+            _usage(f"the directory {parent} is not writable", flag)
+    if compare_path is not None:
+        try:
+            read_results(compare_path)
+        except SuiteError as exc:
+            _usage(str(exc), "--compare")
+
+
 def _quiet() -> None:
     warnings.filterwarnings("ignore", message="Moving model")
 

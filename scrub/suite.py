@@ -25,7 +25,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -34,6 +34,7 @@ from typing import Any
 import pandas as pd
 
 from scrub.dataset import Dataset
+from scrub.errors import HypothesisError, ScrubError
 from scrub.hypothesis import Hypothesis
 from scrub.result import Result
 
@@ -49,8 +50,9 @@ COLUMNS = [
 ]
 
 
-class SuiteError(ValueError):
-    """A suite that cannot be loaded: no module there, no ``CASES``, duplicate case names."""
+class SuiteError(ScrubError, ValueError):
+    """A suite that cannot be loaded (no module there, an import that fails, no ``CASES`` list,
+    duplicate case names), a malformed :class:`Case`, or a results file that cannot be read."""
 
 
 @dataclass
@@ -91,11 +93,26 @@ class Case:
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        lo, hi = self.expected
+        if not isinstance(self.name, str) or not self.name:
+            raise SuiteError(f"a case's name must be a non-empty string, got {self.name!r}")
+        try:
+            lo, hi = (float(v) for v in self.expected)
+        except (TypeError, ValueError):
+            raise SuiteError(f"case {self.name!r}: expected must be a pair (low, high) of numbers, got {self.expected!r}") from None
         if not lo <= hi:
-            raise ValueError(f"case {self.name!r}: expected range {self.expected} has low > high")
+            raise SuiteError(f"case {self.name!r}: expected range {self.expected} has low > high")
         if self.kind not in {"true", "refined", "false", "path"}:
-            raise ValueError(f"case {self.name!r}: kind must be true, refined, false or path, got {self.kind!r}")
+            raise SuiteError(f"case {self.name!r}: kind must be true, refined, false or path, got {self.kind!r}")
+        for attr in ("model", "data", "hypothesis"):
+            if not callable(getattr(self, attr)):
+                raise SuiteError(f"case {self.name!r}: {attr} must be a function, got {type(getattr(self, attr)).__name__}")
+        for attr in ("baseline", "skip"):
+            if getattr(self, attr) is not None and not callable(getattr(self, attr)):
+                raise SuiteError(f"case {self.name!r}: {attr} must be a function or None")
+        for attr, least in (("n", 2), ("n_seeds", 1), ("seed", 0), ("data_seed", 0)):
+            v = getattr(self, attr)
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise SuiteError(f"case {self.name!r}: {attr} must be an int of at least {least}, got {v!r}")
 
     def contains(self, score: float) -> bool:
         """Is ``score`` inside the expected range (bounds included)?"""
@@ -136,7 +153,9 @@ class Case:
         model, data = self.load(n=n, cache=cache)
         hypothesis = self.hypothesis()
         if not isinstance(hypothesis, Hypothesis):
-            raise TypeError(f"case {self.name!r}: hypothesis() returned {type(hypothesis).__name__}, not a scrub.Hypothesis")
+            raise HypothesisError(
+                f"case {self.name!r}: hypothesis() returned {type(hypothesis).__name__}, not a scrub.Hypothesis"
+            )
         return run(
             model,
             hypothesis,
@@ -263,6 +282,10 @@ def load_suite(target: str | Path | ModuleType) -> list[Case]:
     module = target if isinstance(target, ModuleType) else _import(target)
     if not hasattr(module, "CASES"):
         raise SuiteError(f"suite {module.__name__!r} ({getattr(module, '__file__', '?')}) defines no CASES list")
+    if isinstance(module.CASES, (str, bytes, Mapping)) or not isinstance(module.CASES, Iterable):
+        raise SuiteError(
+            f"suite {module.__name__!r}: CASES must be a list of scrub.suite.Case, got {type(module.CASES).__name__}"
+        )
     cases = list(module.CASES)
     bad = [c for c in cases if not isinstance(c, Case)]
     if bad:
@@ -276,6 +299,24 @@ def load_suite(target: str | Path | ModuleType) -> list[Case]:
 
 
 def _import(target: str | Path) -> ModuleType:
+    """Import a suite's module, turning every failure (not found, a syntax error, an exception raised
+    while importing) into a :class:`SuiteError` that names it."""
+    if not isinstance(target, (str, Path)) or not str(target).strip():
+        raise SuiteError(f"no suite at {target!r}: name a .py file, a package directory or a module name")
+    try:
+        return _import_module(target)
+    except SuiteError:
+        raise
+    except Exception as exc:
+        if isinstance(exc, ModuleNotFoundError) and exc.name and str(target).replace("/", ".").startswith(exc.name):
+            raise SuiteError(f"no suite at {str(target)!r}: no module named {exc.name!r}") from exc
+        where = f"line {exc.lineno}: " if isinstance(exc, SyntaxError) and exc.lineno else ""
+        raise SuiteError(
+            f"importing the suite {str(target)!r} failed: {where}{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _import_module(target: str | Path) -> ModuleType:
     path = Path(target)
     if path.suffix == ".py" and path.is_file():
         name = f"_scrub_suite_{path.stem}"
@@ -319,6 +360,10 @@ def find_case(target: str) -> Case:
     if ":" not in target:
         raise SuiteError(f"{target!r}: expected MODULE:NAME (a Case, a hypothesis function or a case name)")
     where, attr = target.rsplit(":", 1)
+    if not where.strip() or not attr.strip():
+        raise SuiteError(
+            f"{target!r}: expected MODULE:NAME with both parts, e.g. hypotheses.induction.hypotheses:naive"
+        )
     module = _import(where)
     obj: Any = module
     for part in attr.split("."):
@@ -451,11 +496,28 @@ def run_suite(
 # -- comparing with an earlier run ---------------------------------------------------------
 def read_results(path: str | Path) -> pd.DataFrame:
     """The case rows of a JSON file written by :meth:`SuiteResult.to_json`."""
-    doc = json.loads(Path(path).read_text())
-    rows = doc["cases"] if isinstance(doc, dict) else doc
-    return pd.DataFrame([{k: r.get(k) for k in COLUMNS} for r in rows], columns=COLUMNS).astype(
-        {k: float for k in ("score", "ci_lo", "ci_hi")}
-    )
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError(f"{path}: cannot read the results file ({exc})") from None
+    if not text.strip():
+        raise SuiteError(f"{path} is empty; pass a file written by --json")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SuiteError(f"{path} is not JSON ({exc}); pass a file written by --json") from None
+    rows = doc.get("cases") if isinstance(doc, dict) else doc
+    if not isinstance(rows, list) or not rows:
+        raise SuiteError(f"{path} holds no case results (a 'cases' list); pass a file written by --json")
+    bad = [r for r in rows if not isinstance(r, dict) or not isinstance(r.get("name"), str)]
+    if bad:
+        raise SuiteError(f"{path}: a case result is not an object with a 'name' ({str(bad[0])[:60]})")
+    table = pd.DataFrame([{k: r.get(k) for k in COLUMNS} for r in rows], columns=COLUMNS)
+    try:
+        return table.astype({k: float for k in ("score", "ci_lo", "ci_hi")})
+    except (TypeError, ValueError) as exc:
+        raise SuiteError(f"{path}: a case's score or interval is not a number ({exc})") from None
 
 
 def compare(new: SuiteResult | pd.DataFrame, old: SuiteResult | pd.DataFrame | str | Path) -> pd.DataFrame:
