@@ -13,6 +13,8 @@ Disable it with ``-p no:scrub``.
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from scrub import testing
@@ -23,9 +25,12 @@ _PREVIOUS = pytest.StashKey[testing.Options]()
 
 
 def _positive(value: str) -> int:
-    n = int(value)
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {value!r}") from None
     if n < 1:
-        raise ValueError(f"must be at least 1, got {n}")
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
     return n
 
 

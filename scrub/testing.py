@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from scrub.dataset import Dataset
+from scrub.errors import DatasetError, RunOptionsError
 from scrub.hypothesis import Hypothesis
 from scrub.metrics import Metric
 from scrub.result import Result
@@ -61,8 +62,8 @@ def configure(n: int | None = None, n_seeds: int | None = None) -> Options:
     """Set the overrides (None clears one); returns the previous :class:`Options`."""
     global _options
     for label, v in (("n", n), ("n_seeds", n_seeds)):
-        if v is not None and v < 1:
-            raise ValueError(f"scrub.testing.configure: {label} must be at least 1, got {v}")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise RunOptionsError(f"scrub.testing.configure: {label} must be an int of at least 1, got {v!r}")
     previous, _options = _options, Options(n=n, n_seeds=n_seeds)
     return previous
 
@@ -81,7 +82,7 @@ def _resolve_data(data: Dataset | Callable[[int, int], Dataset], n: int | None, 
         return data if n is None or n >= len(data) else data.subset(slice(0, n))
     if callable(data):
         return data(DEFAULT_N if n is None else n, data_seed)
-    raise TypeError(f"data must be a scrub.Dataset or a function (n, seed) -> Dataset, got {type(data).__name__}")
+    raise DatasetError(f"data must be a scrub.Dataset or a function (n, seed) -> Dataset, got {type(data).__name__}")
 
 
 def assert_faithful(
@@ -125,7 +126,7 @@ def assert_faithful(
     from scrub.experiment import run
 
     if at_least is None and at_most is None:
-        raise ValueError("assert_faithful: give at_least, at_most or both")
+        raise RunOptionsError("assert_faithful: give at_least, at_most or both")
     n = _options.n if _options.n is not None else n
     n_seeds = _options.n_seeds if _options.n_seeds is not None else n_seeds
     ds = _resolve_data(data, n, data_seed)
