@@ -69,7 +69,7 @@ def _mask_tensor(mask, shape: tuple[int, int], target_pos: torch.Tensor) -> torc
         if not bool(ok.all()):
             i, j = (int(v) for v in torch.nonzero(~ok)[0])
             raise DatasetError(
-                f"Dataset: attention_mask[{i}, {j}] = {m[i, j].item()}; a mask holds only 0 (masked) and 1 (attended)"
+                f"Dataset: attention_mask[{i}, {j}] = {m[i, j].item():g}; a mask holds only 0 (masked) and 1 (attended)"
             )
     m = (m != 0).long()
     empty = torch.nonzero(m.sum(1) == 0)
