@@ -158,7 +158,34 @@ def scaling_table(path: Path | None = None) -> str:
     return "\n".join(out)
 
 
+def errors_tree() -> str:
+    """The ``ScrubError`` hierarchy as a text tree, read from the classes (every scrub module imported)."""
+    import importlib
+    import pkgutil
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import scrub
+
+    for m in pkgutil.walk_packages(scrub.__path__, "scrub."):
+        importlib.import_module(m.name)
+    lines = ["```text"]
+
+    def walk(cls: type, prefix: str, last: bool, top: bool) -> None:
+        builtin = [b.__name__ for b in cls.__bases__ if b.__module__ == "builtins" and b is not Exception]
+        label = cls.__name__ + (f" ({', '.join(builtin)})" if builtin else "") + ("" if cls.__module__ == "scrub.errors" else f"  (defined in {cls.__module__})")
+        lines.append(label if top else prefix + ("└── " if last else "├── ") + label)
+        subs = sorted(cls.__subclasses__(), key=lambda c: (c.__module__ != "scrub.errors", c.__name__))
+        for i, sub in enumerate(subs):
+            walk(sub, "" if top else prefix + ("    " if last else "│   "), i == len(subs) - 1, False)
+
+    walk(scrub.ScrubError, "", True, True)
+    lines.append("```")
+    return "\n".join(lines)
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "errors-tree": errors_tree,
     "zoo-summary": zoo_summary,
     "zoo-table": zoo_table,
     "bench-setup": bench_setup,

@@ -268,6 +268,34 @@ def test_benchmark_table_is_the_csv(gen) -> None:
     assert gen._num("76.25220810934655") == "76.3" and gen._num("341.18") == "341"
 
 
+def test_errors_tree_is_the_hierarchy(gen) -> None:
+    tree = gen.errors_tree()
+
+    def subclasses(c: type) -> list[type]:
+        return [s for d in c.__subclasses__() for s in (d, *subclasses(d))]
+
+    names = [c.__name__ for c in subclasses(scrub.ScrubError)]
+    assert len(names) >= 10 and "HypothesisError" in names
+    for name in names:
+        assert re.search(rf"[├└]── {name}\b", tree), f"{name} missing from the generated errors tree"
+    assert "│   └── GraphError" in tree  # nested under HypothesisError
+    assert "├── HypothesisError (ValueError)" in tree
+
+
+def test_sphinx_roles_become_links_or_code() -> None:
+    sys.path.insert(0, str(DOCS))
+    try:
+        from griffe_roles import convert, documented
+    finally:
+        sys.path.remove(str(DOCS))
+    targets = {"scrub.run", "scrub.Result"}
+    text = "See :func:`scrub.run`, :class:`~scrub.Result`, :meth:`Hypothesis.only` and :func:`run`."
+    assert convert(text, targets) == (
+        "See [`scrub.run`][scrub.run], [`Result`][scrub.Result], `Hypothesis.only` and [`run`][scrub.run]."
+    )
+    assert "scrub.run" in documented() and "scrub.Dataset" in documented()
+
+
 def test_markers_expand(gen) -> None:
     used = set()
     for p in DOCS.glob("*.md"):
