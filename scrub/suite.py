@@ -372,6 +372,11 @@ def find_case(target: str) -> Case:
             break
     if obj is None:
         cases = getattr(module, "CASES", None) or []
+        if not isinstance(cases, (list, tuple)):
+            raise SuiteError(
+                f"{where!r} has no attribute {attr!r}, and its CASES is a {type(cases).__name__}, not a list of "
+                "scrub.suite.Case"
+            )
         for case in cases:
             if isinstance(case, Case) and case.name == attr:
                 return case

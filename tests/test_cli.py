@@ -108,3 +108,80 @@ def test_run_writes_the_html_report(tmp_path):
                               "--no-breakdown", "--html", str(path)])
     assert res.exit_code == 0, res.output
     assert path.read_text().lstrip().lower().startswith("<!doctype html") and "induction: naive" in path.read_text()
+
+
+# -- usage mistakes: exit 2 with one line, before anything runs ---------------------------------
+@pytest.fixture
+def nothing_runs(monkeypatch):
+    from scrub import suite
+
+    def must_not_run(*a, **k):
+        raise AssertionError("a case ran")
+
+    monkeypatch.setattr(suite.Case, "run", must_not_run)
+
+
+def _usage_line(res) -> str:
+    assert res.exit_code == 2, res.output
+    assert not isinstance(res.exception, AssertionError), res.exception
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("Error: ")]
+    assert len(lines) == 1, res.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("content, match", [
+    ("", "is empty; pass a file written by --json"),
+    ("garbage", "is not JSON"),
+    ("{}", "holds no case results"),
+    ("null", "holds no case results"),
+    ('{"cases": [5]}', "a case result is not an object with a 'name'"),
+    ('{"cases": [{"name": "x", "score": "high"}]}', "score or interval is not a number"),
+])
+def test_a_bad_compare_file_is_refused_before_running(tmp_path, nothing_runs, content, match):
+    bad = tmp_path / "old.json"
+    bad.write_text(content)
+    for cmd in (["run", "hypotheses.induction.hypotheses:naive"], ["suite", "hypotheses", "-k", "induction/naive"]):
+        line = _usage_line(runner.invoke(app, [*cmd, "--compare", str(bad)]))
+        assert line.startswith("Error: --compare: ") and match in line
+
+
+@pytest.mark.parametrize("source, match", [
+    ("def (:\n", "importing the suite .* failed: line 1: SyntaxError"),
+    ("raise RuntimeError('boom')\n", "importing the suite .* failed: RuntimeError: boom"),
+    ("CASES = 5\n", "CASES must be a list of scrub.suite.Case, got int"),
+    ("import not_a_module_anywhere\n", "failed: ModuleNotFoundError: No module named 'not_a_module_anywhere'"),
+])
+def test_a_broken_suite_is_a_usage_error(tmp_path, nothing_runs, source, match):
+    (tmp_path / "broken.py").write_text(source)
+    line = _usage_line(runner.invoke(app, ["suite", str(tmp_path / "broken.py")]))
+    assert re.search("Error: PATH: .*" + match, line), line
+    line = _usage_line(runner.invoke(app, ["run", f"{tmp_path / 'broken.py'}:x"]))
+    assert re.search("Error: TARGET: .*" + match.replace("must be a list of", "is a int, not a list of")
+                     .replace(", got int", ""), line), line
+
+
+@pytest.mark.parametrize("target, match", [
+    (":naive", "expected MODULE:NAME with both parts"),
+    ("hypotheses.induction.hypotheses:", "expected MODULE:NAME with both parts"),
+    ("no_such_module_at_all:naive", "no suite at 'no_such_module_at_all'"),
+    ("hypotheses.no_such_entry:naive", "no module named 'hypotheses.no_such_entry'"),
+])
+def test_a_bad_target_is_a_usage_error(nothing_runs, target, match):
+    assert match in _usage_line(runner.invoke(app, ["run", target]))
+
+
+@pytest.mark.parametrize("flag", ["--json", "--csv", "--html"])
+def test_outputs_into_a_missing_directory_are_refused_before_running(tmp_path, nothing_runs, flag):
+    line = _usage_line(runner.invoke(app, ["run", "hypotheses.induction.hypotheses:naive", flag,
+                                           str(tmp_path / "missing" / "out.x")]))
+    assert line == f"Error: {flag}: the directory {tmp_path / 'missing'} does not exist (create it first)"
+
+
+@pytest.mark.parametrize("args", [["demo", "--n", "0"], ["demo", "--n", "1"], ["demo", "--n-seeds", "0"],
+                                  ["demo", "--n-seeds", "1001"], ["demo", "--seed", "-1"],
+                                  ["run", "hypotheses.induction.hypotheses:naive", "--n", "1"],
+                                  ["run", "hypotheses.induction.hypotheses:naive", "--seeds", "0"],
+                                  ["suite", "hypotheses", "--seed", "-1"]])
+def test_out_of_range_numbers_are_usage_errors(nothing_runs, args):
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "Invalid value for" in res.output, res.output
