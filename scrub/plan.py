@@ -8,6 +8,19 @@ feeds every parent the hypothesis does not claim (DESIGN section 1).
 A leaf mapped to a model node that is not an input is evaluated on its own example all the
 way down (Redwood's implementation extends a leaf's correspondence to the inputs): its
 feature then constrains the whole subtree below it.
+
+**No work for what nothing reads.** The output is read at each reference's target position
+only, and some ports read their input position by position (an MLP's input, a head's queries,
+the output). So for each reference, each instance's output is read at a known set of positions:
+``R(root)[x] = {tp(x)}``; for a child ``c`` of ``i``, ``R(c)[x] = claim(c)[x] & R(i)[x]`` if all its
+claimed ports are column-local, else ``claim(c)[x]`` where ``R(i)[x]`` is not empty, with
+``claim(c)[x]`` the positions it is patched at (its ``positions=`` and its per-position copy). An
+instance with ``R`` empty for every reference is dropped with its subtree, and per-position copies
+of a node that are each read for disjoint sets of references (at most one per reference: a
+``positions=`` giving one position per example, :func:`scrub.at_target`) are merged into one
+instance that, for each reference, is the copy that reference reads. Every reference then sees
+exactly the values of the unpruned plan at the positions it reads: the draws are made for the
+full tree in the same order (pruned instances still draw), so the scores are bit-identical.
 """
 
 from __future__ import annotations
@@ -17,6 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from scrub import alignment
+from scrub.alignment import AtTarget
 from scrub.dataset import Dataset
 from scrub.graph import ModelGraph
 from scrub.hypothesis import Claim, Hypothesis, HypothesisError, Node
@@ -25,6 +40,8 @@ from scrub.sampling import Sampler, evaluate_feature
 __all__ = ["Instance", "Plan", "make_plan"]
 
 MAX_INSTANCES = 50_000
+#: The full (unpruned) tree is walked to keep the random draws of the unpruned plan.
+MAX_WALKED = 200_000
 
 
 @dataclass
@@ -35,10 +52,13 @@ class Instance:
     node: Node
     parent: int | None
     claims: list[Claim]  # the treeified edges this instance feeds into its parent
-    position: int | None  # set when a per-position feature split the node
+    position: int | None  # set when a per-position feature split the node (and every reference reads it there)
     examples: np.ndarray  # [N]: the example this instance is run on, per reference
     random: np.ndarray | None  # [N]: the shared random example for unimportant parents (None for leaves)
     children: list[int] = field(default_factory=list)
+    #: [N] the position each reference reads this instance at (-1: nowhere), for per-position copies
+    #: merged across references (``position`` is then None); None otherwise.
+    at: np.ndarray | None = None
 
     @property
     def is_leaf(self) -> bool:
@@ -47,6 +67,8 @@ class Instance:
 
     @property
     def label(self) -> str:
+        if self.at is not None:
+            return f"{self.node.name}@target"
         return self.node.name if self.position is None else f"{self.node.name}@{self.position}"
 
 
@@ -61,6 +83,11 @@ class Plan:
     seq_len: int
     seed: int | tuple[int, ...]
     position_masks: dict[int, np.ndarray]  # id(node) -> [T] or [N, T] bool, for nodes with positions=
+    #: ids of nodes whose ``[N, T]`` position mask is indexed by reference (``at_target``), not by
+    #: the parent's example
+    by_reference: frozenset[int] = frozenset()
+    #: the number of instances of the unpruned tree (``len(instances)`` when nothing was pruned)
+    unpruned_size: int = 0
 
     @property
     def root(self) -> Instance:
@@ -73,23 +100,33 @@ class Plan:
 
     def claim_mask(self, inst: Instance, refs: np.ndarray) -> torch.Tensor | None:
         """Where ``inst`` feeds its parent, per reference in ``refs``: ``[B, T]`` bool, or None for everywhere."""
+        refs = np.asarray(refs)
         mask = None
         pm = self.position_masks.get(id(inst.node))
         if pm is not None:
             if pm.ndim == 1:
                 mask = torch.from_numpy(pm)[None, :].expand(len(refs), -1)
+            elif id(inst.node) in self.by_reference:
+                mask = torch.from_numpy(pm[refs])
             else:
                 parent_examples = self.instances[inst.parent].examples[refs]
                 mask = torch.from_numpy(pm[parent_examples])
-        if inst.position is not None:
+        if inst.at is not None:
+            at = inst.at[refs]
+            onehot = torch.zeros(len(refs), self.seq_len, dtype=torch.bool)
+            rows = np.flatnonzero(at >= 0)
+            onehot[torch.from_numpy(rows), torch.from_numpy(at[rows])] = True
+            mask = onehot if mask is None else (mask & onehot)
+        elif inst.position is not None:
             onehot = torch.zeros(len(refs), self.seq_len, dtype=torch.bool)
             onehot[:, inst.position] = True
             mask = onehot if mask is None else (mask & onehot)
         return mask
 
     def summary(self) -> str:
+        pruned = "" if self.unpruned_size in (0, len(self.instances)) else f" (unpruned: {self.unpruned_size})"
         return (
-            f"{len(self.instances)} instances ({sum(i.is_leaf for i in self.instances)} leaves), "
+            f"{len(self.instances)} instances{pruned} ({sum(i.is_leaf for i in self.instances)} leaves), "
             f"{self.n_random} random contexts, {self.n} references"
         )
 
@@ -110,24 +147,45 @@ def _position_mask(node: Node, data: Dataset) -> np.ndarray | None:
         value = node.positions(data)
     except Exception as exc:
         raise HypothesisError(f"node {node.name!r}: the positions function raised {type(exc).__name__}: {exc}") from exc
-    arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    try:
+        arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise HypothesisError(
+            f"node {node.name!r}: the positions function returned {type(value).__name__}, not an array ({exc})"
+        ) from None
     if arr.shape == (n,):
-        if not np.issubdtype(arr.dtype, np.integer):
-            raise HypothesisError(f"node {node.name!r}: a positions function giving [N] must give ints, got {arr.dtype}")
+        if arr.dtype.kind not in "iu":
+            raise HypothesisError(
+                f"node {node.name!r}: a positions function giving [N] values must give integer positions, "
+                f"got dtype {arr.dtype} (bools, floats and strings are not positions; return an [N, T] bool "
+                "mask to claim several positions)"
+            )
         if (arr < -t).any() or (arr >= t).any():
             raise HypothesisError(f"node {node.name!r}: the positions function gave positions outside 0..{t - 1}")
         mask = np.zeros((n, t), dtype=bool)
         mask[np.arange(n), arr % t] = True
         return mask
     if arr.shape == (n, t):
-        return arr.astype(bool)
+        if arr.dtype.kind == "b":
+            return arr.astype(bool)
+        if arr.dtype.kind in "iu" and bool(((arr == 0) | (arr == 1)).all()):
+            return arr.astype(bool)
+        if arr.dtype.kind in "iu":
+            i, j = (int(v) for v in np.argwhere((arr != 0) & (arr != 1))[0])
+            detail = f"holds {arr[i, j]} at [{i}, {j}]"
+        else:
+            detail = f"has dtype {arr.dtype}"
+        raise HypothesisError(
+            f"node {node.name!r}: a positions function giving an [N, T] mask must give bools or the ints 0 and 1; "
+            f"its result {detail}"
+        )
     raise HypothesisError(
         f"node {node.name!r}: the positions function returned shape {arr.shape}; expected [{n}] positions "
         f"or an [{n}, {t}] mask"
     )
 
 
-def _used_columns(inst: Instance, masks: dict[int, np.ndarray], t: int) -> set[int] | None:
+def _used_columns(inst, masks: dict[int, np.ndarray], t: int) -> set[int] | None:
     """The columns of ``inst``'s output its parent reads, when known before sampling (else None)."""
     if inst.parent is None:
         return None
@@ -147,21 +205,61 @@ def _column_local(graph: ModelGraph, claim: Claim) -> bool:
     return claim.port == "q" or graph.kind(claim.node) == "mlp"
 
 
+def _reads_by_column(graph: ModelGraph, claim: Claim) -> bool:
+    """Is the port's position ``p`` read only where the node's output is read at ``p``? (adds the output)"""
+    return _column_local(graph, claim) or graph.kind(claim.node) == "output"
+
+
+@dataclass(eq=False)
+class _Walked:
+    """An instance of the full (unpruned) tree; kept only where some reference reads it."""
+
+    node: Node
+    parent: _Walked | None
+    k: int  # index among its parent node's children
+    claims: list[Claim]
+    position: int | None
+    examples: np.ndarray
+    random: np.ndarray | None = None
+    active: np.ndarray | None = None  # [N] bool: the references that read it (None: not tracked)
+    at_score: bool = False  # read only at the scored position (a column-local chain from the output)
+    children: list[_Walked] = field(default_factory=list)
+    index: int = -1
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.random is None
+
+
 def make_plan(
-    hypothesis: Hypothesis, graph: ModelGraph, data: Dataset, seed: int | tuple[int, ...] = 0, *, warn: bool = True
+    hypothesis: Hypothesis,
+    graph: ModelGraph,
+    data: Dataset,
+    seed: int | tuple[int, ...] = 0,
+    *,
+    warn: bool = True,
+    _prune: bool = True,
 ) -> Plan:
     """Validate ``hypothesis``, treeify it and sample every instance's examples with ``seed``.
 
     ``seed`` seeds a :func:`numpy.random.default_rng` (an int or a tuple of ints); draws are made
-    in depth-first order, so the same seed and hypothesis give the same plan.
+    in depth-first order over the full tree, so the same seed and hypothesis give the same plan.
+    Instances nothing reads are left out, and per-position copies read by disjoint references are
+    merged (see the module docstring); the results are those of the full tree, bit for bit.
+
+    With ``warn``, warns when most examples of a feature agree only with themselves, and
+    (:class:`scrub.AlignmentWarning`) when the targets vary and a feature is read at a position
+    it does not describe.
     """
     hypothesis.validate(graph)
     n, t = len(data), data.seq_len
     if n < 2:
         raise ValueError(f"causal scrubbing needs at least 2 examples, the dataset has {n}")
+    tp = data.target_pos.numpy() % t
     nodes = hypothesis.nodes()
     samplers: dict[int, Sampler] = {}
     masks: dict[int, np.ndarray] = {}
+    by_reference: set[int] = set()
     for node in nodes:
         if node is hypothesis.root:
             continue
@@ -170,6 +268,16 @@ def make_plan(
             s.warn_if_unique()
         samplers[id(node)] = s
         m = _position_mask(node, data)
+        if isinstance(node.agree, AtTarget):
+            if m is not None and m.ndim == 2:
+                raise HypothesisError(
+                    f"node {node.name!r}: agree=at_target(...) already claims the scored position only; it takes "
+                    "no positions= function (a static list of positions still narrows it)"
+                )
+            target = np.zeros((n, t), dtype=bool)
+            target[np.arange(n), tp] = True
+            m = target if m is None else target & m[None, :]
+            by_reference.add(id(node))
         if m is not None:
             masks[id(node)] = m
     # claims that only data can tell apart: positions given by functions
@@ -187,24 +295,59 @@ def make_plan(
                     )
 
     rng = np.random.default_rng(seed)
-    instances: list[Instance] = []
+    walked: list[_Walked] = []  # every instance of the full tree, in depth-first order (kept when unpruned)
+    count = 0
+    track = _prune or warn
+    rows = np.arange(n)
 
-    def new(node: Node, parent: Instance | None, claims: list[Claim], position: int | None, examples) -> Instance:
-        if len(instances) >= MAX_INSTANCES:
+    def claimed(node: Node, parent: _Walked, position: int | None) -> np.ndarray:
+        """[N, T] bool: where an instance of ``node`` under ``parent`` is patched in, per reference."""
+        pm = masks.get(id(node))
+        if pm is None:
+            m = np.ones((n, t), dtype=bool)
+        elif pm.ndim == 1:
+            m = np.broadcast_to(pm, (n, t)).copy()
+        elif id(node) in by_reference:
+            m = pm.copy()
+        else:
+            m = pm[parent.examples]
+        if position is not None:
+            only = np.zeros(t, dtype=bool)
+            only[position] = True
+            m &= only
+        return m
+
+    def new(node: Node, parent: _Walked | None, k: int, claims: list[Claim], position: int | None, examples,
+            reads: np.ndarray | None) -> _Walked:
+        nonlocal count
+        count += 1
+        if count > (MAX_WALKED if _prune else MAX_INSTANCES):
             raise HypothesisError(
-                f"hypothesis {hypothesis.name!r} treeifies into more than {MAX_INSTANCES} instances "
-                f"(at node {node.name!r}); per-position features multiply the tree by the sequence length"
+                f"hypothesis {hypothesis.name!r} treeifies into more than {MAX_WALKED if _prune else MAX_INSTANCES} "
+                f"instances (at node {node.name!r}); per-position features multiply the tree by the sequence length"
             )
-        inst = Instance(len(instances), node, None if parent is None else parent.index, claims, position, examples, None)
-        instances.append(inst)
-        if parent is not None:
-            parent.children.append(inst.index)
+        w = _Walked(node, parent, k, claims, position, examples)
+        if reads is not None:
+            w.active = reads.any(axis=1)
+            if not w.active.any():
+                reads = None
+        if not _prune or reads is not None:
+            walked.append(w)
+            if parent is not None:
+                parent.children.append(w)
         if node.children or parent is None or node.open:
-            inst.random = rng.integers(0, n, size=n)
-            used = _used_columns(inst, masks, t)
-            for child in node.children:
+            w.random = rng.integers(0, n, size=n)
+            used = _used_columns(w, masks, t)
+            for k_c, child in enumerate(node.children):
                 claims_c = hypothesis.claims(node, child, graph)
                 sampler = samplers[id(child)]
+                local = all(_reads_by_column(graph, c) for c in claims_c)
+                if reads is None:
+                    base = None
+                elif local:
+                    base = reads
+                else:
+                    base = np.broadcast_to(reads.any(axis=1)[:, None], (n, t))
                 if sampler.kind == "position":
                     pm = masks.get(id(child))
                     positions = range(t) if pm is None or pm.ndim == 2 else np.flatnonzero(pm)
@@ -213,10 +356,122 @@ def make_plan(
                         # copies of the child at other positions could change nothing that is read
                         positions = [p for p in positions if p in used]
                     for p in positions:
-                        new(child, inst, claims_c, int(p), sampler.draw(inst.examples, rng, int(p)))
+                        ex = sampler.draw(w.examples, rng, int(p))
+                        r = None if base is None else base & claimed(child, w, int(p))
+                        new(child, w, k_c, claims_c, int(p), ex, r)
                 else:
-                    new(child, inst, claims_c, None, sampler.draw(inst.examples, rng))
-        return inst
+                    ex = sampler.draw(w.examples, rng)
+                    r = None if base is None else base & claimed(child, w, None)
+                    new(child, w, k_c, claims_c, None, ex, r)
+        return w
 
-    new(hypothesis.root, None, [], None, np.arange(n))
-    return Plan(hypothesis, graph, instances, n, t, seed, masks)
+    root_reads = None
+    if track:
+        root_reads = np.zeros((n, t), dtype=bool)
+        root_reads[rows, tp] = True
+    root = new(hypothesis.root, None, -1, [], None, rows, root_reads)
+    root.at_score = True
+    for w in walked:  # parents before children
+        if w.parent is not None:
+            w.at_score = w.parent.at_score and all(_reads_by_column(graph, c) for c in w.claims)
+
+    if warn:
+        _check_alignment(walked, samplers, masks, by_reference, tp, n, root)
+
+    if not _prune:
+        instances = []
+        for w in walked:
+            w.index = len(instances)
+            inst = Instance(w.index, w.node, None if w.parent is None else w.parent.index, w.claims, w.position,
+                            w.examples, w.random)
+            instances.append(inst)
+            if w.parent is not None:
+                instances[w.parent.index].children.append(inst.index)
+        return Plan(hypothesis, graph, instances, n, t, seed, masks, frozenset(by_reference), len(instances))
+
+    instances: list[Instance] = []
+
+    def emit(group: list[_Walked], parent: Instance | None) -> None:
+        first = group[0]
+        if len(instances) >= MAX_INSTANCES:
+            raise HypothesisError(
+                f"hypothesis {hypothesis.name!r} treeifies into more than {MAX_INSTANCES} instances that are read "
+                f"(at node {first.node.name!r}); per-position features multiply the tree by the sequence length"
+            )
+        position, at = first.position, None
+        examples, random = first.examples, first.random
+        if len(group) > 1:
+            owner = np.full(n, -1)
+            for g, w in enumerate(group):
+                owner[w.active] = g
+            examples, random = examples.copy(), None if random is None else random.copy()
+            for g, w in enumerate(group[1:], start=1):
+                sel = owner == g
+                examples[sel] = w.examples[sel]
+                if random is not None:
+                    random[sel] = w.random[sel]
+            if len({w.position for w in group}) > 1:
+                pos = np.array([w.position for w in group])
+                at = np.where(owner >= 0, pos[np.maximum(owner, 0)], -1)
+                position = None
+        inst = Instance(len(instances), first.node, None if parent is None else parent.index, first.claims,
+                        position, examples, random, at=at)
+        instances.append(inst)
+        if parent is not None:
+            parent.children.append(inst.index)
+        for k in range(len(first.node.children)):
+            members = [c for w in group for c in w.children if c.k == k]
+            if not members:
+                continue
+            for sub in _exclusive_groups(members, n):
+                emit(sub, inst)
+
+    emit([root], None)
+    return Plan(hypothesis, graph, instances, n, t, seed, masks, frozenset(by_reference), count)
+
+
+def _exclusive_groups(members: list[_Walked], n: int) -> list[list[_Walked]]:
+    """Members split into groups read by disjoint references (one group if they all are), in walk order."""
+    reads = np.zeros(n, dtype=np.int64)
+    for w in members:
+        reads += w.active
+    if reads.max() <= 1:
+        return [members]
+    by_pos: dict[int | None, list[_Walked]] = {}
+    for w in members:
+        by_pos.setdefault(w.position, []).append(w)
+    groups = []
+    for p in sorted(by_pos, key=lambda p: -1 if p is None else p):
+        g = by_pos[p]
+        counts = np.zeros(n, dtype=np.int64)
+        for w in g:
+            counts += w.active
+        groups.extend([g] if counts.max() <= 1 else [[w] for w in g])
+    return groups
+
+
+def _check_alignment(walked, samplers, masks, by_reference, tp: np.ndarray, n: int, root) -> None:
+    """Warn (:class:`scrub.AlignmentWarning`) where varying targets make a feature read at the wrong position."""
+    if len(np.unique(tp)) < 2:
+        return
+    example_bad: dict[int, tuple[Node, np.ndarray]] = {}
+    positions_bad: dict[int, tuple[Node, np.ndarray]] = {}
+    for w in walked:
+        if w.parent is None or w.active is None or not w.active.any():
+            continue
+        node = w.node
+        if samplers[id(node)].kind == "example" and not isinstance(node.agree, AtTarget) and w.at_score:
+            bad = w.active & (tp[w.examples] != tp)
+            prev = example_bad.setdefault(id(node), (node, np.zeros(n, dtype=bool)))[1]
+            prev |= bad
+        pm = masks.get(id(node))
+        if pm is not None and pm.ndim == 2 and id(node) not in by_reference and w.parent is not root:
+            bad = w.active & (pm[w.parent.examples] != pm).any(axis=1)
+            prev = positions_bad.setdefault(id(node), (node, np.zeros(n, dtype=bool)))[1]
+            prev |= bad
+    for node, bad in example_bad.values():
+        if bad.any():
+            alignment.misaligned_example_feature(node.name, node.agree, int(bad.sum()), n)
+    for node, bad in positions_bad.values():
+        if bad.any():
+            alignment.misaligned_positions(node.name, int(bad.sum()), n)
