@@ -8,6 +8,7 @@ and read the fraction of loss it recovers with a confidence interval::
     result = scrub.run(model, h, data, seed=0)
 """
 
+from scrub.alignment import AlignmentWarning, at_target
 from scrub.architecture import Architecture, from_hf, supported_architectures
 from scrub.checkpoint import build_model, load_model, save_model
 from scrub.dataset import Dataset
@@ -24,7 +25,7 @@ from scrub.result import Result
 from scrub.sampling import Exact, FeatureError, Random
 
 __all__ = [
-    "Dataset", "ModelGraph", "Hypothesis", "Node", "Exact", "Random", "run", "run_many", "reproduce", "Result", "Plan", "make_plan",
+    "Dataset", "ModelGraph", "Hypothesis", "Node", "Exact", "Random", "at_target", "AlignmentWarning", "run", "run_many", "reproduce", "Result", "Plan", "make_plan",
     "fully_scrubbed", "build_model", "load_model", "save_model", "from_hf", "Architecture", "supported_architectures",
     "HypothesisError", "GraphError", "FeatureError", "MetricError", "ExecutionError", "ReproductionError",
     "ScrubError", "DatasetError", "RunOptionsError", "BaselineError", "UnsupportedModelError", "CheckpointError",
