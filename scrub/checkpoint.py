@@ -120,7 +120,8 @@ def _check_config(config: Any, path: Path, n_stored: int) -> dict[str, Any]:
     d, layers = config["d_model"], config["n_layers"]
     attn = 4 * d * config["n_heads"] * config["d_head"]
     mlp = 0 if config.get("attn_only") else 2 * d * max(config.get("d_mlp") or 4 * d, 0)
-    expected = layers * (attn + mlp) + config["d_vocab"] * d + (config.get("d_vocab_out") or config["d_vocab"]) * d
+    expected = (layers * (attn + mlp) + config["d_vocab"] * d + (config.get("d_vocab_out") or config["d_vocab"]) * d
+                + config["n_ctx"] * d)
     if expected > 2 * n_stored + 10_000:
         raise CheckpointError(
             f"{path}: the header's model config describes about {expected:,} parameters but the file holds "
