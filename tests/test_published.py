@@ -273,3 +273,19 @@ def test_ioi_loader_rejects_a_model_of_the_wrong_shape(offline_empty):
     GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=12, n_embd=24, vocab_size=300, n_positions=40)).save_pretrained(offline_empty)
     with pytest.raises(ValueError, match="2 layers x 12 heads"):
         gpt2_ioi.load_model()
+
+
+def test_ioi_hypotheses_run_on_a_random_gpt2_through_from_hf():
+    """No weights at all: GPT-2's architecture and shape with random weights, built by scrub.from_hf."""
+    model = gpt2_ioi.random_model(d_model=24, vocab_size=400, n_ctx=40)
+    assert model.cfg.architecture == "GPT2LMHeadModel" and (model.cfg.n_layers, model.cfg.n_heads) == (12, 12)
+    assert scrub.ModelGraph.from_model(model).inputs == ("embed", "pos")
+    data = gpt2_ioi.make_data(24, seed=0, tokenizer=WordTokenizer(), names=NAMES[:3], templates=[15])
+    results = scrub.run_many(model, [make() for make in IOI_HYPOTHESES], data, seed=0, n_boot=200,
+                             metric=gpt2_ioi.logit_difference)
+    for r in results:
+        assert np.isfinite(r.loss_recovered) and r.loss_scrubbed != pytest.approx(r.loss_model, abs=1e-6)
+    everything = scrub.Hypothesis("all exact")
+    everything.output().add("all", model=[c for c in gpt2_ioi.graph().components if c != "out"])
+    exact = scrub.run(model, everything, data, seed=0, metric=gpt2_ioi.logit_difference, n_boot=200)
+    np.testing.assert_allclose(exact.table().loss_scrubbed, exact.table().loss_model, atol=1e-5, rtol=0)

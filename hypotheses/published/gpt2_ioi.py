@@ -33,7 +33,7 @@ from hypotheses.published.local import LocalWeights, WeightsUnavailable
 
 __all__ = [
     "WEIGHTS", "SHAPE", "HEADS", "SUITE_DATA", "WeightsUnavailable",
-    "locate", "unavailable", "load_tokenizer", "load_model", "make_data", "graph",
+    "locate", "unavailable", "load_tokenizer", "load_model", "random_model", "make_data", "graph",
     "names_feature", "io_feature", "s_feature", "end_pos", "s2_pos", "s1_next_pos",
     "circuit", "false_name_movers_swapped", "false_s_inhibition_carries_io", "logit_difference",
 ]
@@ -108,16 +108,17 @@ def load_model(path: str | os.PathLike | None = None, device: str = "cpu"):
 
     Looks at ``path``, then ``$SCRUB_GPT2_PATH``, then the Hugging Face cache; raises
     :class:`WeightsUnavailable` (a ``FileNotFoundError``) naming the files to download when none
-    holds them, and ``ValueError`` when the copy found is not 12 layers x 12 heads. Built with
-    ``TransformerBridge.boot_transformers(<folder>)`` under ``HF_HUB_OFFLINE=1``: raw HF weights
-    (no LayerNorm folding), which is what scrub's executor rebuilds q/k/v from.
+    holds them, and ``ValueError`` when the copy found is not 12 layers x 12 heads. The HF model
+    is read with ``local_files_only`` under ``HF_HUB_OFFLINE=1`` and wrapped by :func:`scrub.from_hf`:
+    raw HF weights (no LayerNorm folding), which is what scrub's executor rebuilds q/k/v from.
     """
-    folder = locate(path)  # fails fast, before importing TransformerLens
-    from transformer_lens.model_bridge import TransformerBridge
+    folder = locate(path)  # fails fast, before importing transformers
+    from transformers import GPT2LMHeadModel
 
     tokenizer = load_tokenizer(folder)
     with _offline():
-        model = TransformerBridge.boot_transformers(str(folder), device=device, tokenizer=tokenizer)
+        hf = GPT2LMHeadModel.from_pretrained(str(folder), local_files_only=True)
+    model = scrub.from_hf(hf, tokenizer=tokenizer, device=device)
     shape = (int(model.cfg.n_layers), int(model.cfg.n_heads))
     if shape != (SHAPE["n_layers"], SHAPE["n_heads"]):
         raise ValueError(
@@ -126,6 +127,20 @@ def load_model(path: str | os.PathLike | None = None, device: str = "cpu"):
         )
     model.eval()
     return model
+
+
+def random_model(d_model: int = 48, vocab_size: int = 50257, n_ctx: int = 64, seed: int = 0):
+    """A GPT-2-small-shaped model (12 layers x 12 heads) with random weights, built offline with :func:`scrub.from_hf`.
+
+    Its scores mean nothing about IOI; it lets the IOI hypotheses, data and metric run end to end
+    on GPT-2's architecture without the real weights. ``d_model`` must be a multiple of 12.
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    cfg = GPT2Config(n_layer=SHAPE["n_layers"], n_head=SHAPE["n_heads"], n_embd=d_model, vocab_size=vocab_size,
+                     n_positions=n_ctx, bos_token_id=0, eos_token_id=0)
+    return scrub.from_hf(GPT2LMHeadModel(cfg))
 
 
 def graph() -> scrub.ModelGraph:
