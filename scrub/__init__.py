@@ -9,6 +9,8 @@ and read the fraction of loss it recovers with a confidence interval::
 """
 
 from scrub.alignment import AlignmentWarning, at_target
+from importlib import metadata as _metadata
+
 from scrub.architecture import Architecture, from_hf, supported_architectures
 from scrub.checkpoint import build_model, load_model, save_model
 from scrub.dataset import Dataset
@@ -30,4 +32,7 @@ __all__ = [
     "HypothesisError", "GraphError", "FeatureError", "MetricError", "ExecutionError", "ReproductionError",
     "ScrubError", "DatasetError", "RunOptionsError", "BaselineError", "UnsupportedModelError", "CheckpointError",
 ]
-__version__ = "0.1.0"
+try:
+    __version__: str = _metadata.version("scrub")
+except _metadata.PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
