@@ -130,7 +130,7 @@ def at_target(feature: Any) -> AtTarget:
 
 
 def _warn(message: str) -> None:
-    warnings.warn(message, AlignmentWarning, stacklevel=4)
+    warnings.warn(message, AlignmentWarning, stacklevel=5)
 
 
 def misaligned_example_feature(node: str, feature: Any, n_bad: int, n: int) -> None:

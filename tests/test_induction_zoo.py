@@ -1,14 +1,21 @@
 """The induction entry of the zoo: every case of its suite keeps its expected range, the refined
 hypothesis reaches 95%, the false ones stay at or below 50%, and the heads they name are still the
-model's (located from attention patterns on the committed weights)."""
+model's (located from attention patterns on the committed weights). On data whose target varies,
+the hypotheses written at the target keep their ranges, the plain one warns, and the per-position
+hypothesis's plan is pruned to the copies the targets read."""
 
+import numpy as np
 import pytest
 import torch
 
 import scrub
 from hypotheses.induction import load_model, locate_heads, make_data
-from hypotheses.induction.hypotheses import HEADS, SELF_HEADS, false_wrong_prev_head, path_v
+from hypotheses.induction.data import make_varying_data
+from hypotheses.induction.hypotheses import (
+    HEADS, SELF_HEADS, false_wrong_prev_head, induction_answers, naive, path_v, per_position, previous_tokens, tokens,
+)
 from hypotheses.induction.suite import CASES
+from scrub.executor import run_plan
 
 _CACHE: dict = {}
 _RESULTS: dict[str, scrub.Result] = {}
@@ -29,7 +36,9 @@ def test_suite_covers_the_ladder():
     kinds = {c.name.split("/", 1)[1]: c.kind for c in CASES}
     assert kinds["naive"] == "true" and kinds["refined"] == "refined"
     assert {k for k, v in kinds.items() if v == "path"} >= {"path_q", "path_k", "path_v"}
-    assert {k for k, v in kinds.items() if v == "false"} == {"false_wrong_prev_head", "false_qk_swapped"}
+    assert {k for k, v in kinds.items() if v == "false"} == {
+        "false_wrong_prev_head", "false_qk_swapped", "varying/false_wrong_prev_head", "varying/false_qk_swapped"}
+    assert {k for k in kinds if k.startswith("varying/")} >= {"varying/naive", "varying/refined", "varying/per_position"}
     assert len(kinds) == len(CASES)  # names unique
 
 
@@ -80,3 +89,67 @@ def test_argument_errors():
         false_wrong_prev_head(wrong="a0.2")
     with pytest.raises(ValueError, match="rest must be"):
         path_v(rest="sometimes")
+
+
+# -- data whose target position varies ---------------------------------------------------------
+def test_varying_data_puts_the_target_inside_the_second_copy():
+    d = make_varying_data(500, seed=3)
+    tp, tok, cols = d.target_pos.numpy(), d.tokens.numpy(), d.columns
+    n, t = tok.shape
+    assert len(np.unique(tp)) >= 10 and tp.max() <= t - 2  # varies, never the last token
+    assert (tok[np.arange(n), tp + 1] == d.labels.numpy()).all()  # the answer is the next token
+    assert (tp == cols["second_start"] + cols["offset"]).all()
+    # the current token occurs exactly once before the target, followed by the answer
+    prev = cols["prev_occurrence"].to_numpy()
+    assert ((tok == tok[np.arange(n), tp][:, None]) & (np.arange(t) < tp[:, None])).sum(1).tolist() == [1] * n
+    assert (tok[np.arange(n), prev + 1] == d.labels.numpy()).all()
+    assert torch.equal(make_varying_data(500, seed=3).tokens, d.tokens)
+
+
+def test_induction_answers_are_the_labels_at_the_target():
+    d = make_varying_data(300, seed=4)
+    ans = induction_answers(d)
+    assert torch.equal(ans[torch.arange(300), d.target_pos], d.labels)
+    assert (ans[:, 0] == -1).all()
+
+
+def test_the_plain_hypothesis_warns_on_varying_targets_and_scores_like_a_false_one():
+    model = load_model()
+    data = make_varying_data(300, seed=1234)
+    with pytest.warns(scrub.AlignmentWarning, match=r"node 'induction heads': agree='label'.*of 300 references"):
+        plain = scrub.run(model, naive(), data, seed=0, n_boot=200)
+    aligned = _result(next(c for c in CASES if c.name == "induction/varying/naive"))
+    assert plain.loss_recovered < 0.35 and aligned.loss_recovered > 0.7
+
+
+def _issue_hypothesis() -> scrub.Hypothesis:
+    """The per-position hypothesis as a user writes it without at_target: positions= the target."""
+    h = scrub.Hypothesis("per position, positions=target")
+    ind = h.output().add("induction heads", model=HEADS["induction"], agree=induction_answers,
+                         positions=lambda d: d.target_pos)
+    ind.add("current token", model="embed", port="q", agree=tokens)
+    ind.add("previous tokens", model=HEADS["prev_token"], port="k", agree=previous_tokens)
+    ind.add("token values", model="embed", port="v", agree=tokens)
+    return h
+
+
+def test_the_per_position_plan_keeps_only_the_copies_at_the_targets():
+    model = load_model()
+    graph = scrub.ModelGraph.from_model(model)
+    data = make_varying_data(16, seed=1234)
+    t = data.seq_len
+    for h in (_issue_hypothesis(), per_position()):
+        full = scrub.make_plan(h, graph, data, seed=0, warn=False, _prune=False)
+        pruned = scrub.make_plan(h, graph, data, seed=0, warn=False)
+        # unpruned: T copies of the heads, each with T Q, T K and T V copies
+        assert len(full.instances) == pruned.unpruned_size == 1 + t * (1 + 3 * t)
+        # pruned: one heads instance (each reference's copy at its target), one Q (at the same
+        # position: Q is read column by column), T K and T V (keys and values are read everywhere)
+        assert len(pruned.instances) == 1 + 1 + 1 + 2 * t
+        heads, q = pruned.instances[1], pruned.instances[2]
+        assert np.array_equal(heads.at, data.target_pos.numpy()) and np.array_equal(q.at, data.target_pos.numpy())
+        # the examples are the unpruned copies' at each reference's target
+        copies = {i.position: i for i in full.instances if i.node.name == "induction heads"}
+        assert np.array_equal(heads.examples, [copies[p].examples[r] for r, p in enumerate(data.target_pos.tolist())])
+    a, b = run_plan(model, full, data), run_plan(model, pruned, data)
+    assert (a - b).abs().max().item() < 1e-5  # the same samples; only batch composition rounds differently

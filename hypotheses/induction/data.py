@@ -20,7 +20,9 @@ import torch
 
 from scrub.dataset import Dataset
 
-__all__ = ["CONFIG", "SEG_MIN", "SEG_MAX", "train_batch", "TrainBatches", "make_data", "repeated_tokens"]
+__all__ = [
+    "CONFIG", "SEG_MIN", "SEG_MAX", "train_batch", "TrainBatches", "make_data", "make_varying_data", "repeated_tokens",
+]
 
 #: The model's TransformerBridgeConfig (passed to ``scrub.build_model``).
 CONFIG: dict[str, Any] = dict(
@@ -153,6 +155,65 @@ def make_data(n: int, seed: int = 0, *, n_ctx: int | None = None, d_vocab: int |
     # Sanity: the current token occurs exactly once before the last position.
     assert ((tokens[:, :-1] == tokens[:, -1:]).sum(1) == 1).all()
     return Dataset(torch.from_numpy(tokens), torch.tensor(columns["label"].to_numpy()), columns=columns)
+
+
+def make_varying_data(n: int, seed: int = 0, *, n_ctx: int | None = None, d_vocab: int | None = None) -> Dataset:
+    """``n`` evaluation examples scored inside the second copy of ``A``, at a position that varies.
+
+    Each example of length ``T = n_ctx`` is laid out as ``[prefix] [A] [gap] [A again] [filler]``;
+    the target position ``tp`` holds ``A[k]`` (``1 <= k <= len(A) - 2``) and is never the last
+    position: ``tp`` is drawn uniformly from the positions the layout allows, so it varies from
+    ``len(A) + 1 + k`` to ``T - 2``. The answer ``A[k+1]`` is the next token (it is in the sequence,
+    at ``tp + 1``). The current token ``A[k]`` occurs exactly once before ``tp`` (in the first copy)
+    and nowhere in the prefix, the gap or ``A`` besides; tokens after ``tp`` (the rest of the copy,
+    then random filler) cannot matter to the scored position. Fully determined by ``seed``.
+
+    Returns a :class:`scrub.Dataset` with ``target_pos`` = ``tp``, ``labels`` = the answer and the
+    columns of :func:`make_data` (``current_token`` and ``prev_token`` are read at ``tp``), plus
+    ``target_pos``.
+    """
+    if n < 1:
+        raise ValueError(f"make_varying_data: n must be >= 1, got {n}")
+    n_ctx, d_vocab = _sizes(n_ctx, d_vocab)
+    rng = np.random.default_rng(seed)
+    T = n_ctx
+    tokens = np.empty((n, T), dtype=np.int64)
+    rows: list[dict[str, int]] = []
+    for i in range(n):
+        seg_len = int(rng.integers(SEG_MIN, SEG_MAX + 1))
+        k = int(rng.integers(1, seg_len - 1))  # 1 .. seg_len - 2
+        # second = tp - k >= seg_len + 1 (prefix >= 0, gap >= 1); tp <= T - 2
+        tp = int(rng.integers(seg_len + 1 + k, T - 1))
+        second = tp - k
+        room = second - seg_len
+        gap = int(rng.integers(1, room + 1))
+        prefix = room - gap
+        seg = rng.integers(0, d_vocab, size=seg_len)
+        cur = int(seg[k])
+        for j in range(seg_len):
+            while j != k and seg[j] == cur:
+                seg[j] = rng.integers(0, d_vocab)
+        row = rng.integers(0, d_vocab, size=T)
+        row[prefix:prefix + seg_len] = seg
+        copy = min(seg_len, T - second)
+        row[second:second + copy] = seg[:copy]
+        for p in list(range(prefix)) + list(range(prefix + seg_len, second)):
+            while row[p] == cur:
+                row[p] = rng.integers(0, d_vocab)
+        tokens[i] = row
+        prev = prefix + k
+        rows.append(dict(
+            label=int(seg[k + 1]), current_token=cur, prev_token=int(row[tp - 1]),
+            prev_occurrence=prev, answer_pos=prev + 1,
+            seg_start=prefix, seg_len=seg_len, gap=gap, second_start=second, offset=k, target_pos=tp,
+        ))
+    columns = pd.DataFrame(rows)
+    tp = columns["target_pos"].to_numpy()
+    before = np.arange(T)[None, :] < tp[:, None]
+    assert ((tokens == tokens[np.arange(n), tp][:, None]) & before).sum(1).tolist() == [1] * n
+    assert (tokens[np.arange(n), tp + 1] == columns["label"].to_numpy()).all()
+    return Dataset(torch.from_numpy(tokens), torch.tensor(columns["label"].to_numpy()),
+                   target_pos=torch.from_numpy(tp.copy()), columns=columns)
 
 
 def repeated_tokens(n: int, seed: int = 0, *, half: int | None = None, n_ctx: int | None = None,

@@ -12,6 +12,15 @@ label), under the output, and claims some of the paths into its q, k and v ports
 - single paths: :func:`path_q`, :func:`path_k`, :func:`path_v`;
 - false: :func:`false_wrong_prev_head`, :func:`false_qk_swapped`.
 
+On data whose target position varies (:func:`hypotheses.induction.make_varying_data`), a
+per-example feature such as ``agree="label"`` is read at the reference's target position, where an
+agreeing example holds something else (:class:`scrub.AlignmentWarning`). ``at_target=True`` writes
+the per-example features of :func:`naive`, :func:`refined` and the false hypotheses with
+:func:`scrub.at_target` instead (the claim is made at the scored position, on examples that share
+it); :func:`per_position` states the induction heads' output per position (:func:`induction_answers`)
+so that agreeing examples need not share the target position. On fixed-target data both forms
+give the same scores as the plain ones.
+
 The positional embedding (``pos``) is the same on every example at a given position (the data has
 no padding), so claiming it or not changes nothing; none of these hypotheses mentions it.
 """
@@ -26,8 +35,8 @@ import scrub
 from hypotheses.induction.data import CONFIG
 
 __all__ = [
-    "HEADS", "SELF_HEADS", "tokens", "previous_tokens",
-    "naive", "refined", "path_q", "path_k", "path_v", "false_wrong_prev_head", "false_qk_swapped",
+    "HEADS", "SELF_HEADS", "tokens", "previous_tokens", "induction_answers",
+    "naive", "refined", "per_position", "path_q", "path_k", "path_v", "false_wrong_prev_head", "false_qk_swapped",
 ]
 
 #: Located on the committed weights by ``locate_heads(load_model())`` (a test checks it still holds).
@@ -50,30 +59,55 @@ def previous_tokens(d: scrub.Dataset) -> torch.Tensor:
     return torch.cat([torch.full_like(d.tokens[:, :1], -1), d.tokens[:, :-1]], dim=1)
 
 
+def induction_answers(d: scrub.Dataset) -> torch.Tensor:
+    """At each position, the token that followed the latest earlier occurrence of that position's token
+    ([N, T]; -1 where the token has not occurred before): what induction heads write at every position."""
+    toks = d.tokens
+    n, t = toks.shape
+    out = torch.full_like(toks, -1)
+    for p in range(1, t):
+        earlier = toks[:, : p] == toks[:, p : p + 1]  # [N, p]: earlier occurrences
+        has = earlier.any(1)
+        last = (p - 1) - earlier.flip(1).int().argmax(1)  # latest earlier occurrence
+        nxt = toks[torch.arange(n), torch.clamp(last + 1, max=t - 1)]
+        out[:, p] = torch.where(has & (last + 1 <= p), nxt, torch.full_like(nxt, -1))
+    return out
+
+
+def _feature(column: str, at_target: bool):
+    return scrub.at_target(column) if at_target else column
+
+
 def _layer0(heads: dict[str, list[str]], n_heads: int = CONFIG["n_heads"]) -> list[str]:
     """Every layer-0 head other than the previous-token heads."""
     return [f"a0.{i}" for i in range(n_heads) if f"a0.{i}" not in heads["prev_token"]]
 
 
-def _induction(name: str, heads: dict[str, list[str]]) -> tuple[scrub.Hypothesis, scrub.Node]:
-    h = scrub.Hypothesis(name)
-    return h, h.output().add("induction heads", model=heads["induction"], agree="label")
+def _induction(name: str, heads: dict[str, list[str]], at_target: bool = False) -> tuple[scrub.Hypothesis, scrub.Node]:
+    h = scrub.Hypothesis(name + (" (at target)" if at_target else ""))
+    return h, h.output().add("induction heads", model=heads["induction"], agree=_feature("label", at_target))
 
 
-def naive(heads: dict[str, list[str]] | None = None, *, name: str = "induction: naive") -> scrub.Hypothesis:
+def naive(
+    heads: dict[str, list[str]] | None = None, *, name: str = "induction: naive", at_target: bool = False
+) -> scrub.Hypothesis:
     """The naive induction hypothesis: the induction heads' output is the answer, computed from
     the current token (embeddings into Q), the previous token at each key position
-    (previous-token heads into K) and the token at each key position (embeddings into V)."""
+    (previous-token heads into K) and the token at each key position (embeddings into V).
+
+    ``at_target=True``: the label and the current token are claimed at the scored position
+    (:func:`scrub.at_target`), for data whose target position varies."""
     heads = heads or HEADS
-    h, ind = _induction(name, heads)
-    ind.add("current token", model="embed", port="q", agree="current_token")
+    h, ind = _induction(name, heads, at_target)
+    ind.add("current token", model="embed", port="q", agree=_feature("current_token", at_target))
     ind.add("previous tokens", model=heads["prev_token"], port="k", agree=previous_tokens)
     ind.add("token values", model="embed", port="v", agree=tokens)
     return h
 
 
 def refined(
-    heads: dict[str, list[str]] | None = None, *, name: str = "induction: refined", n_heads: int = CONFIG["n_heads"]
+    heads: dict[str, list[str]] | None = None, *, name: str = "induction: refined", n_heads: int = CONFIG["n_heads"],
+    at_target: bool = False,
 ) -> scrub.Hypothesis:
     """The naive hypothesis plus what the trained model also uses (N=2000, 4 seeds: 97.4%, naive 88.2%):
 
@@ -88,11 +122,14 @@ def refined(
 
     Unclaimed (resampled): the direct paths (embeddings and layer-0 heads to the output; claiming
     them exactly adds 0.2 points) and the previous-token heads into V.
+
+    ``at_target`` as in :func:`naive`.
     """
     heads = heads or HEADS
     own = _layer0(heads, n_heads)
-    h, ind = _induction(name, heads)
-    ind.add("current token", model=["embed", *own, *heads["prev_token"]], port="q", agree="current_token")
+    h, ind = _induction(name, heads, at_target)
+    ind.add("current token", model=["embed", *own, *heads["prev_token"]], port="q",
+            agree=_feature("current_token", at_target))
     ind.add("previous tokens", model=heads["prev_token"], port="k", agree=previous_tokens)
     ind.add("key tokens", model=["embed", *own], port="k", agree=tokens)
     ind.add("token values", model=["embed", *own], port="v", agree=tokens)
@@ -136,25 +173,42 @@ def path_v(heads: dict[str, list[str]] | None = None, *, rest: Rest = "random") 
     return _path("token values", "v", "embed", tokens, heads, rest)
 
 
-def false_wrong_prev_head(heads: dict[str, list[str]] | None = None, wrong: str = "a0.0") -> scrub.Hypothesis:
+def per_position(heads: dict[str, list[str]] | None = None, *, name: str = "induction: per position") -> scrub.Hypothesis:
+    """The naive hypothesis with every feature per position, claimed at the scored position ``p``:
+    the induction heads output :func:`induction_answers` at ``p`` (agreeing examples have the same
+    answer *at p*, whatever their own target), the embeddings feed Q the token at ``p``; K and V as
+    in :func:`naive`. Correct on data whose target position varies, with larger groups than
+    ``naive(at_target=True)``."""
+    heads = heads or HEADS
+    h = scrub.Hypothesis(name)
+    ind = h.output().add("induction heads", model=heads["induction"], agree=scrub.at_target(induction_answers))
+    ind.add("current token", model="embed", port="q", agree=scrub.at_target(tokens))
+    ind.add("previous tokens", model=heads["prev_token"], port="k", agree=previous_tokens)
+    ind.add("token values", model="embed", port="v", agree=tokens)
+    return h
+
+
+def false_wrong_prev_head(
+    heads: dict[str, list[str]] | None = None, wrong: str = "a0.0", *, at_target: bool = False
+) -> scrub.Hypothesis:
     """False: the naive hypothesis with ``wrong`` (default a0.0, a self-attending layer-0 head, not a
     previous-token head) named as the head that feeds K the previous token. The real previous-token
     heads' K input is then resampled."""
     heads = heads or HEADS
     if wrong in heads["prev_token"]:
         raise ValueError(f"{wrong!r} is a previous-token head; name another head for a false hypothesis")
-    h = naive({**heads, "prev_token": [wrong]})
-    h.name = f"induction, false: {wrong} as previous-token head"
+    h = naive({**heads, "prev_token": [wrong]}, at_target=at_target)
+    h.name = f"induction, false: {wrong} as previous-token head" + (" (at target)" if at_target else "")
     return h
 
 
-def false_qk_swapped(heads: dict[str, list[str]] | None = None) -> scrub.Hypothesis:
+def false_qk_swapped(heads: dict[str, list[str]] | None = None, *, at_target: bool = False) -> scrub.Hypothesis:
     """False: Q and K roles swapped: the previous-token heads feed Q the token before the current one
     (``prev_token``), and the embeddings feed K the token at each key position; V as in the naive
-    hypothesis."""
+    hypothesis. ``at_target`` as in :func:`naive`."""
     heads = heads or HEADS
-    h, ind = _induction("induction, false: Q and K swapped", heads)
-    ind.add("previous token", model=heads["prev_token"], port="q", agree="prev_token")
+    h, ind = _induction("induction, false: Q and K swapped", heads, at_target)
+    ind.add("previous token", model=heads["prev_token"], port="q", agree=_feature("prev_token", at_target))
     ind.add("key tokens", model="embed", port="k", agree=tokens)
     ind.add("token values", model="embed", port="v", agree=tokens)
     return h
