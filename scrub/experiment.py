@@ -8,7 +8,7 @@ import json
 import os
 import platform
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
 from typing import Any, TypeVar
 
@@ -200,17 +200,30 @@ def run(
             (the output fed a random example).
         metric: ``"loss"`` (cross-entropy at the target position), ``"kl"``, ``"accuracy"``
             (scored as error rate) or a function ``(logits [N, vocab], data) -> [N]`` losses.
-        seed: seeds the sampling; seeds ``seed .. seed + n_seeds - 1`` are run and pooled.
-        batch_size: rows per forward pass (default: sized to the model and sequence length).
-        device: move the model and data there (default: where the model is).
+        seed: seeds the sampling (a non-negative int; numpy ints are accepted); seeds
+            ``seed .. seed + n_seeds - 1`` are run and pooled.
+        n_seeds: how many seeds to pool, ``1 ..`` :data:`MAX_SEEDS` (1000).
+        batch_size: rows per forward pass, a positive int (default: sized to the model and
+            sequence length).
+        device: move the model and data there (default: where the model is): a string or a
+            :class:`torch.device` available on this machine (not ``"meta"``). The model is moved
+            only after every check has passed; a move that fails is undone.
         progress: show progress bars (default: when writing to a terminal).
-        n_boot: bootstrap resamples for the interval.
+        n_boot: bootstrap resamples for the interval, at least :data:`~scrub.result.MIN_BOOT` (100).
 
     Returns:
-        a :class:`~scrub.Result`.
+        a :class:`~scrub.Result`; its ``record`` holds what reproduces it, including the score
+        and a fingerprint of the hypothesis (see :func:`reproduce`).
 
-    Everything is validated (hypothesis against the model's graph, features and positions on
-    the data, the metric) before any model runs.
+    Raises:
+        HypothesisError: ``hypothesis`` is not a Hypothesis (e.g. the function that builds one),
+            or does not fit the model's graph (:class:`~scrub.GraphError`) or the data.
+        DatasetError, FeatureError, MetricError, RunOptionsError: a bad dataset, feature, metric
+            or option, named in the message.
+        BaselineError: the baseline has the model's own loss.
+
+    Everything is validated (options, hypothesis against the model's graph, features and
+    positions on the data, the metric) before any model runs.
     """
     (result,) = run_many(
         model, [hypothesis], data, baseline=baseline, metric=metric, seed=seed, n_seeds=n_seeds,
@@ -240,9 +253,9 @@ def run_many(
     numbers). Each Result equals what :func:`run` gives for that hypothesis alone. Arguments as
     for :func:`run`; every hypothesis is validated before any model runs.
     """
-    if isinstance(hypotheses, Hypothesis) or callable(hypotheses) or not isinstance(hypotheses, Sequence):
-        if isinstance(hypotheses, Hypothesis):
-            raise HypothesisError("run_many takes a list of hypotheses: pass [h], or call scrub.run for one")
+    if isinstance(hypotheses, Hypothesis):
+        raise HypothesisError("run_many takes a list of hypotheses: pass [h], or call scrub.run for one")
+    if callable(hypotheses) or isinstance(hypotheses, (str, bytes, Mapping)) or not isinstance(hypotheses, Iterable):
         _check_hypothesis(hypotheses, "hypotheses")  # a function: "call it"; anything else: not a Hypothesis
     hypotheses = [_check_hypothesis(h, f"hypotheses[{i}]") for i, h in enumerate(hypotheses)]
     if not hypotheses:

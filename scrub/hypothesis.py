@@ -132,6 +132,8 @@ class Hypothesis:
     """A circuit hypothesis: ``h.output()`` is the root; grow the tree with ``node.add(...)``."""
 
     def __init__(self, name: str = "hypothesis") -> None:
+        if not isinstance(name, str) or not name:
+            raise HypothesisError(f"a hypothesis name must be a non-empty string, got {name!r}")
         self.name = name
         self._names: dict[str, Node] = {}
         self._root: Node | None = None

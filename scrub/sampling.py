@@ -7,6 +7,13 @@ agree at a node when the feature's values are equal. Samplers (Redwood's names i
 - a feature [FuncSampler]: a function of the :class:`~scrub.Dataset` returning one hashable
   value per example (``[N]``) or per position (``[N, T]``), or the name of a column.
 - ``Random()`` [UncondSampler]: any example, ignoring the reference.
+
+A feature function may return a list, array, tensor or pandas object. Values are read in example
+order; a pandas Series or DataFrame whose index is not the default ``0..N-1`` is put back in
+example order by its index when that index is a permutation of ``0..N-1`` (a sorted copy of a
+column), and refused otherwise. 0-d tensors and arrays count as their Python values (so equal
+values agree). A string, a dict, a set or a single value is refused with a
+:class:`~scrub.FeatureError` naming the node.
 """
 
 from __future__ import annotations

@@ -37,6 +37,11 @@ def test_the_record_names_everything_a_rerun_needs(setup):
     assert rec["hypothesis"] == "induction: naive" and rec["baseline"] == "fully scrubbed" and rec["metric"] == "loss"
     assert len(rec["weights_sha256"]) == 64 and len(rec["data_sha256"]) == 64
     assert rec["versions"]["torch"] == metadata.version("torch")
+    assert rec["score"] == {"loss_model": r.loss_model, "loss_scrubbed": r.loss_scrubbed,
+                            "loss_baseline": r.loss_baseline, "loss_recovered": r.loss_recovered, "ci": list(r.ci)}
+    assert rec["hypothesis_fingerprint"] == scrub.experiment.hypothesis_fingerprint(naive())
+    assert rec["hypothesis_fingerprint"] != scrub.experiment.hypothesis_fingerprint(naive().without("token values"))
+    assert rec["baseline_fingerprint"] == scrub.experiment.hypothesis_fingerprint(scrub.fully_scrubbed())
     json.dumps(rec)  # JSON-able as it is
 
 
@@ -73,6 +78,15 @@ def test_reproduce_names_what_does_not_match(setup):
         scrub.reproduce(r, changed, naive(), data)
     with pytest.raises(scrub.ReproductionError, match="lacks"):
         scrub.reproduce({"seed": 0}, model, naive(), data)
+
+
+def test_reproduce_checks_the_rerun_against_the_recorded_score(setup):
+    """An edited seed passes every hash check; the recorded score is what catches it."""
+    model, data, r = setup
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(scrub.ReproductionError, match=r"rerun does not give the recorded score: loss_scrubbed"):
+            scrub.reproduce({**r.record, "seed": 4}, model, naive(), data)
 
 
 def test_out_of_memory_retries_at_a_smaller_batch_and_says_so(setup, monkeypatch):
