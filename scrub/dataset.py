@@ -90,6 +90,8 @@ def _columns_frame(columns, n: int) -> pd.DataFrame:
         return pd.DataFrame(index=range(n))
     if isinstance(columns, pd.DataFrame):
         frame = columns
+    elif isinstance(columns, pd.Series):
+        frame = columns.to_frame()
     elif isinstance(columns, Mapping):
         try:
             frame = pd.DataFrame(dict(columns))
