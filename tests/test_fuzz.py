@@ -364,7 +364,7 @@ EDITS = st.one_of(
 )
 
 
-@fuzz(50)
+@fuzz(40)
 @given(edit=EDITS)
 def test_an_edited_record_never_reproduces(edit):
     FUZZ_COUNT["reproduce: edited record"] += 1
