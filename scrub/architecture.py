@@ -23,9 +23,15 @@ Supported (each checked against the model's own forward in the test matrix, see
   edges. Where the MLP input hook holds the already-normalised residual (GPT-J, Phi share ``ln1``
   between attention and MLP), the patched residual is normalised with ``ln1`` before it is written.
 
-Refused with :class:`~scrub.UnsupportedModelError`, naming the feature: post-sublayer norms
-(Gemma 2: each head's contribution passes through a norm of the whole layer's output, so it is
-not a term of the residual sum), positional embeddings other than absolute and rotary
+- **post-sublayer norms and logit soft-capping** (Gemma 2): each attention layer's output is
+  normalised as a whole before it joins the residual, ``resid += norm(sum_h head_h + b_O)``, so a
+  single head's contribution is not a term of the residual sum and per-head claims are refused.
+  The attention layer is one node ``a{L}`` whose output is the normalised sum (read after the
+  norm), and ``m{L}``'s output is its normalised MLP output: the residual is then again exactly
+  the sum of its components' outputs. Logits are soft-capped as the model does.
+
+Refused with :class:`~scrub.UnsupportedModelError`, naming the feature: positional embeddings
+other than absolute and rotary
 (shortformer, ALiBi...), encoder-decoder and mixture-of-experts models, native configs that
 declare parallel blocks (``boot_native`` computes them sequentially), and any architecture not in
 the tested list. Every architecture is also checked on one forward pass before it is scored: the
@@ -84,18 +90,17 @@ _TESTED: dict[str, tuple[str, str, bool]] = {
     "MistralForCausalLM": ("Mistral", "rotary", False),
     "Qwen2ForCausalLM": ("Qwen2", "rotary", False),
     "GemmaForCausalLM": ("Gemma", "rotary", False),
+    "Gemma2ForCausalLM": ("Gemma 2", "rotary", False),
     "GPTJForCausalLM": ("GPT-J", "rotary", True),
     "PhiForCausalLM": ("Phi", "rotary", True),
 }
 
 # Refused on purpose, with the reason (the refusal tests build these).
 _REFUSED: dict[str, str] = {
-    "Gemma2ForCausalLM": (
-        "Gemma 2 normalises each sublayer's output (post-attention and post-MLP norms) before adding it "
-        "to the residual, so a head's or MLP's contribution is not a term of the residual sum and "
-        "per-component claims have no exact meaning"
+    "Gemma3ForCausalLM": (
+        "Gemma 3 normalises queries and keys per head (q/k norms) and mixes sliding and global rotary "
+        "bases per layer; it has not been checked against its own forward pass"
     ),
-    "Gemma3ForCausalLM": "Gemma 3 uses post-sublayer norms like Gemma 2 (see there)",
 }
 
 
@@ -119,6 +124,8 @@ class Architecture:
     positional: str  # "absolute" or "rotary"
     parallel: bool  # the MLP of layer L reads the residual before layer L's heads
     mlp_in_normalized: bool  # the MLP input hook holds ln1(resid_pre), not a residual
+    post_norms: bool = False  # each sublayer's output is normalised before joining the residual (Gemma 2)
+    logit_soft_cap: float = 0.0  # logits = cap * tanh(logits / cap) when > 0
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -165,11 +172,13 @@ class Architecture:
         if any(getattr(cfg, k, 0) for k in ("num_experts", "num_local_experts", "n_routed_experts")):
             raise UnsupportedModelError("mixture-of-experts MLPs are not supported: the graph has one MLP node per layer")
         blk = model.blocks[0]
-        if getattr(cfg, "use_normalization_before_and_after", False) or hasattr(blk, "ln1_post") or hasattr(blk, "ln2_post"):
+        post = hasattr(blk, "ln1_post") or hasattr(blk, "ln2_post")
+        if post and not (hasattr(blk, "ln1_post") and (bool(getattr(cfg, "attn_only", False)) or hasattr(blk, "ln2_post"))):
+            raise UnsupportedModelError(f"architecture {name} has a post-norm on only some of its sublayers")
+        if getattr(cfg, "use_normalization_before_and_after", False) and not post:
             raise UnsupportedModelError(
-                f"architecture {name} normalises each sublayer's output before adding it to the residual "
-                "(post-norms): a head's or MLP's contribution is then not a term of the residual sum, so "
-                "per-component claims are not defined"
+                f"architecture {name} declares norms before and after each sublayer but the bridge exposes no "
+                "post-norm modules (ln1_post / ln2_post) to read the components' outputs from"
             )
         soft = getattr(cfg, "output_logits_soft_cap", -1.0)
         parallel = bool(getattr(cfg, "parallel_attn_mlp", False))
@@ -179,8 +188,6 @@ class Architecture:
                 "computes its blocks sequentially: the config does not describe the model. Build it without "
                 "parallel_attn_mlp, or use a HuggingFace parallel architecture (GPT-NeoX, GPT-J, Phi) through scrub.from_hf"
             )
-        if soft is not None and soft > 0:
-            raise UnsupportedModelError(f"logit soft-capping (output_logits_soft_cap={soft}) is not supported yet")
         attn_only = bool(getattr(cfg, "attn_only", False))
         n_heads = int(cfg.n_heads)
         n_kv = int(getattr(cfg, "n_key_value_heads", None) or n_heads)
@@ -197,6 +204,8 @@ class Architecture:
             positional="rotary" if pet == "rotary" else "absolute",
             parallel=parallel and not attn_only,
             mlp_in_normalized=normalized,
+            post_norms=post,
+            logit_soft_cap=float(soft) if soft is not None and soft > 0 else 0.0,
         )
 
     # -- graph facts -------------------------------------------------------------------
@@ -226,6 +235,14 @@ class Architecture:
         """Where the MLP's input is overwritten: the residual it reads, or (GPT-J, Phi) its normalised form."""
         return f"blocks.{layer}.mlp.hook_in" if self.mlp_in_normalized else f"blocks.{layer}.hook_mlp_in"
 
+    def hook_attn_out(self, layer: int) -> str:
+        """Where a whole attention layer's output is read on post-norm models: after its post-norm."""
+        return f"blocks.{layer}.ln1_post.hook_out"
+
+    def hook_mlp_out(self, layer: int) -> str:
+        """Where an MLP's output (its contribution to the residual) is read."""
+        return f"blocks.{layer}.ln2_post.hook_out" if self.post_norms else hook_mlp_out(layer)
+
     def enable_hooks(self, model: Any) -> Callable[[], None]:
         """Turn on the optional hooks scrub needs; returns a function restoring the model as it was."""
         if not self.uses_hook_mlp_in:
@@ -244,6 +261,12 @@ class Architecture:
 
     def W_O(self, model: Any, layer: int) -> torch.Tensor:
         return model.blocks[layer].attn.W_O
+
+    def residual_bias(self, model: Any, layer: int) -> torch.Tensor:
+        """What layer ``layer``'s attention adds to the residual besides its heads' outputs: ``b_O``
+        (zero on post-norm models, where ``b_O`` is inside the whole-layer node's output)."""
+        b = self.b_O(model, layer)
+        return torch.zeros_like(b) if self.post_norms else b
 
     def b_O(self, model: Any, layer: int) -> torch.Tensor:
         b = getattr(model.blocks[layer].attn, "b_O", None)
@@ -271,7 +294,10 @@ class Architecture:
         x = model.ln_final.original_component(final_resid)
         logits = x @ model.W_U
         b_u = getattr(model, "b_U", None)
-        return logits if b_u is None else logits + b_u
+        logits = logits if b_u is None else logits + b_u
+        if self.logit_soft_cap > 0:
+            logits = self.logit_soft_cap * torch.tanh(logits / self.logit_soft_cap)
+        return logits
 
     # -- the self-check ------------------------------------------------------------------
     def _verify(self, model: Any) -> None:
@@ -291,13 +317,13 @@ class Architecture:
 
         names = [HOOK_EMBED, HOOK_FINAL] + ([HOOK_POS] if self.positional == "absolute" else [])
         for layer in range(self.n_layers):
-            names += [hook_resid_pre(layer), hook_z(layer)]
+            names += [hook_resid_pre(layer), hook_z(layer)] + ([self.hook_attn_out(layer)] if self.post_norms else [])
             if not self.attn_only:
-                names += [self.hook_mlp_in(layer), hook_mlp_out(layer)]
+                names += [self.hook_mlp_in(layer), self.hook_mlp_out(layer)]
         restore = self.enable_hooks(model)
         try:
             with torch.no_grad(), model.hooks(fwd_hooks=[(n, grab(n)) for n in names]):
-                model(tokens)
+                seen["logits"] = model(tokens).detach()
         except UnsupportedModelError:
             raise
         except Exception as exc:
@@ -329,15 +355,23 @@ class Architecture:
                     )
             total = total + self._attn_out(model, layer, seen)
             if not self.attn_only:
-                total = total + seen[hook_mlp_out(layer)]
+                total = total + seen[self.hook_mlp_out(layer)]
         err = float((seen[HOOK_FINAL] - total).abs().max())
         if err > 1e-4 * scale:
             raise UnsupportedModelError(
                 f"architecture {self.name}: the final residual is not the sum of the components' outputs "
                 f"(off by {err:.3g}), so per-component claims would not mean what they say"
             )
+        logits = self.logits(model, seen[HOOK_FINAL])
+        err = float((logits - seen["logits"]).abs().max())
+        if err > 1e-4 * (float(seen["logits"].abs().max()) + 1.0):
+            raise UnsupportedModelError(
+                f"architecture {self.name}: the logits are not the unembedded final residual (off by {err:.3g})"
+            )
 
     def _attn_out(self, model: Any, layer: int, seen: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.post_norms:
+            return seen[self.hook_attn_out(layer)]
         z = seen[hook_z(layer)]
         return torch.einsum("bthd,hdm->btm", z, self.W_O(model, layer)) + self.b_O(model, layer)
 
@@ -382,6 +416,8 @@ _NOTES = {
     "MistralForCausalLM": "grouped-query, no biases",
     "Qwen2ForCausalLM": "grouped-query; q/k/v biases but no output bias",
     "GemmaForCausalLM": "multi-query; embeddings scaled by sqrt(d_model) inside hook_embed",
+    "Gemma2ForCausalLM": "post-attention and post-MLP norms: attention nodes are whole layers a{L} (per-head claims "
+    "refused, their contribution is undefined); logit soft-capping",
     "GPTJForCausalLM": "parallel blocks; MLP input is ln1(resid_pre) at mlp.hook_in; no biases in attention",
     "PhiForCausalLM": "parallel blocks; MLP input is ln1(resid_pre) at mlp.hook_in",
 }

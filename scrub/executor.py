@@ -328,11 +328,17 @@ class _Chunk:
                 for port in ("q", "k", "v"):
                     if any(port in ports for _, _, ports in attn):
                         hs.add(A.hook_qkv(layer, port), lambda x, L=layer, p=port, a=attn: self._qkv(x, L, p, a))
-            heads = [(h, f"a{layer}.{h}", needed(f"a{layer}.{h}")) for h in range(g.n_heads)]
-            heads = [hd for hd in heads if hd[2]]
-            if heads or stop == 2 * layer + 1:
-                z = lambda x, L=layer, hd=heads: self._z(x, L, hd)
-                hs.add(A.hook_z(layer), _then_stop(z, stop == 2 * layer + 1))
+            if g.whole_layers:  # post-norm models: the layer's normalised output is the node's
+                n = f"a{layer}"
+                if needed(n) or stop == 2 * layer + 1:
+                    out = lambda x, n=n, b=needed(n): self.keep(n, x, b)
+                    hs.add(arch.hook_attn_out(layer), _then_stop(out, stop == 2 * layer + 1))
+            else:
+                heads = [(h, f"a{layer}.{h}", needed(f"a{layer}.{h}")) for h in range(g.n_heads)]
+                heads = [hd for hd in heads if hd[2]]
+                if heads or stop == 2 * layer + 1:
+                    z = lambda x, L=layer, hd=heads: self._z(x, L, hd)
+                    hs.add(A.hook_z(layer), _then_stop(z, stop == 2 * layer + 1))
             if g.attn_only or 2 * layer + 2 > stop:
                 continue
             if mlp:
@@ -340,7 +346,7 @@ class _Chunk:
             if needed(f"m{layer}") or stop == 2 * layer + 2:
                 n = f"m{layer}"
                 out = lambda x, n=n, b=needed(n): self.keep(n, x, b)
-                hs.add(A.hook_mlp_out(layer), _then_stop(out, stop == 2 * layer + 2))
+                hs.add(arch.hook_mlp_out(layer), _then_stop(out, stop == 2 * layer + 2))
         if stop == 2 * g.n_layers + 1:
             hs.add(A.HOOK_FINAL, self._out)
         return hs
@@ -358,7 +364,8 @@ class _Chunk:
             if port not in ports:
                 continue
             # query heads read their own row; keys and values live in the heads' kv groups
-            rows = sorted(set(self.arch.rows(port, [self.plan.graph.head(n) for n in nodes])))
+            heads = [h for n in nodes for h in self.plan.graph.heads_of(n)]
+            rows = sorted(set(self.arch.rows(port, heads)))
             normed = ln(self.resid(i, ports[port], self.base[i]))
             val = torch.einsum("btm,hmd->bthd", normed, w[rows]) + bias[rows]
             x[self.rows(self.lay.host[i]), :, rows] = val.to(x.dtype)

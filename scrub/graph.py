@@ -1,7 +1,8 @@
 """The residual-stream graph of a TransformerLens model, as a networkx DiGraph.
 
-Nodes are components: ``embed``, ``pos``, one ``a{L}.{H}`` per attention head, ``m{L}``
-per MLP, and ``out``. Each component that reads the residual stream has input ports,
+Nodes are components: ``embed``, ``pos`` (absolute positions only), one ``a{L}.{H}`` per
+attention head (or one ``a{L}`` per attention layer on post-norm models), ``m{L}`` per MLP, and
+``out``. Each component that reads the residual stream has input ports,
 themselves graph nodes: ``a{L}.{H}.q|k|v``, ``m{L}.in`` and ``out.in``. Every component
 feeds every port of every later component (the residual stream is the sum of all
 earlier outputs); edges go ``component -> port -> component``.
@@ -41,6 +42,8 @@ class ModelGraph:
     graph: nx.DiGraph = field(repr=False, compare=False)
     inputs: tuple[str, ...] = INPUTS
     parallel: bool = False
+    #: Attention nodes are whole layers ``a{L}`` (post-norm models, where a head's contribution is undefined).
+    whole_layers: bool = False
 
     @classmethod
     def from_model(cls, model) -> "ModelGraph":
@@ -51,17 +54,21 @@ class ModelGraph:
         from scrub.architecture import Architecture
 
         arch = Architecture.of(model)
-        return cls.build(arch.n_layers, arch.n_heads, arch.attn_only, inputs=arch.inputs, parallel=arch.parallel)
+        return cls.build(
+            arch.n_layers, arch.n_heads, arch.attn_only, inputs=arch.inputs, parallel=arch.parallel,
+            whole_layers=arch.post_norms,
+        )
 
     @classmethod
     def build(
         cls, n_layers: int, n_heads: int, attn_only: bool = False, *, inputs: tuple[str, ...] = INPUTS,
-        parallel: bool = False,
+        parallel: bool = False, whole_layers: bool = False,
     ) -> "ModelGraph":
         """The graph of a model with this shape (no model needed).
 
         ``inputs`` is ``("embed", "pos")`` for absolute positions, ``("embed",)`` for rotary ones;
-        ``parallel`` blocks feed each MLP the residual before its own layer's heads.
+        ``parallel`` blocks feed each MLP the residual before its own layer's heads;
+        ``whole_layers`` makes one attention node ``a{L}`` per layer instead of one per head.
         """
         g = nx.DiGraph()
         order: list[str] = []
@@ -82,10 +89,11 @@ class ModelGraph:
         for name in inputs:
             add_component(name, "input", -1, 0, ())
         for layer in range(n_layers):
-            heads = [f"a{layer}.{h}" for h in range(n_heads)]
+            heads = [f"a{layer}"] if whole_layers else [f"a{layer}.{h}" for h in range(n_heads)]
             # heads of one layer read the same residual: link them all before adding any to `order`
             for h, name in enumerate(heads):
-                g.add_node(name, kind="attn", layer=layer, stage=2 * layer + 1, head=h, ports=ATTN_PORTS)
+                g.add_node(name, kind="attn", layer=layer, stage=2 * layer + 1, head=None if whole_layers else h,
+                           ports=ATTN_PORTS)
                 link(name, ATTN_PORTS)
             if parallel and not attn_only:  # the MLP reads the residual before this layer's heads
                 add_component(f"m{layer}", "mlp", layer, 2 * layer + 2, ("in",))
@@ -97,7 +105,10 @@ class ModelGraph:
             if not attn_only:
                 add_component(f"m{layer}", "mlp", layer, 2 * layer + 2, ("in",))
         add_component("out", "output", n_layers, 2 * n_layers + 1, ("in",))
-        return cls(n_layers=n_layers, n_heads=n_heads, attn_only=attn_only, graph=g, inputs=tuple(inputs), parallel=parallel)
+        return cls(
+            n_layers=n_layers, n_heads=n_heads, attn_only=attn_only, graph=g, inputs=tuple(inputs), parallel=parallel,
+            whole_layers=whole_layers,
+        )
 
     # -- queries -----------------------------------------------------------------------
     @property
@@ -118,6 +129,15 @@ class ModelGraph:
 
     def head(self, node: str) -> int | None:
         return self.graph.nodes[node]["head"]
+
+    def heads_of(self, node: str) -> list[int]:
+        """The query heads an attention node computes: one, or all of its layer's for a whole-layer node."""
+        h = self.head(node)
+        return list(range(self.n_heads)) if h is None else [h]
+
+    def attention_nodes(self, layer: int) -> list[str]:
+        """Layer ``layer``'s attention nodes, in head order."""
+        return [f"a{layer}"] if self.whole_layers else [f"a{layer}.{h}" for h in range(self.n_heads)]
 
     def ports(self, node: str) -> tuple[str, ...]:
         return self.graph.nodes[node]["ports"]
@@ -141,6 +161,12 @@ class ModelGraph:
                 "and key rotation, not added to the residual. Claim 'embed' (and the heads' q/k ports) instead"
             )
         m = _HEAD.match(name)
+        if m and self.whole_layers:
+            raise GraphError(
+                f"{prefix}{name!r} names one head, but this model normalises each attention layer's output as a whole "
+                "(a post-attention norm), so a single head's contribution to the residual is not defined; claim the "
+                f"whole layer instead: 'a{int(m.group(1))}'"
+            )
         if m and (m.group(1) != str(int(m.group(1))) or m.group(2) != str(int(m.group(2)))):
             canonical = f"a{int(m.group(1))}.{int(m.group(2))}"
             raise GraphError(f"{prefix}unknown model node {name!r} (did you mean {canonical!r}? no leading zeros)")
@@ -159,6 +185,7 @@ class ModelGraph:
         close = difflib.get_close_matches(name, self.components, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise GraphError(
-            f"{prefix}unknown model node {name!r}{hint}; valid nodes are {', '.join(self.inputs)}, a<layer>.<head>, "
+            f"{prefix}unknown model node {name!r}{hint}; valid nodes are {', '.join(self.inputs)}, "
+            f"{'a<layer>' if self.whole_layers else 'a<layer>.<head>'}, "
             f"{'' if self.attn_only else 'm<layer>, '}out for {self.n_layers} layers x {self.n_heads} heads"
         )

@@ -32,8 +32,8 @@ def _clean_outputs(model, arch: Architecture, graph: ModelGraph, data: Dataset, 
     tokens = data.tokens[example : example + 1]
     kwargs = {} if data.attention_mask is None else {"attention_mask": data.attention_mask[example : example + 1]}
     names = [A.HOOK_EMBED] + ([A.HOOK_POS] if "pos" in graph.inputs else [])
-    names += [A.hook_z(layer) for layer in range(graph.n_layers)]
-    names += [] if graph.attn_only else [A.hook_mlp_out(layer) for layer in range(graph.n_layers)]
+    names += [arch.hook_attn_out(layer) if graph.whole_layers else A.hook_z(layer) for layer in range(graph.n_layers)]
+    names += [] if graph.attn_only else [arch.hook_mlp_out(layer) for layer in range(graph.n_layers)]
     cache: dict[str, torch.Tensor] = {}
 
     def grab(name):
@@ -49,12 +49,15 @@ def _clean_outputs(model, arch: Architecture, graph: ModelGraph, data: Dataset, 
         pos = cache[A.HOOK_POS]
         out["pos"] = pos[0]
     for layer in range(graph.n_layers):
-        z = cache[A.hook_z(layer)][0]
-        w_o = arch.W_O(model, layer)
-        for h in range(graph.n_heads):
-            out[f"a{layer}.{h}"] = z[:, h] @ w_o[h]
+        if graph.whole_layers:
+            out[f"a{layer}"] = cache[arch.hook_attn_out(layer)][0]
+        else:
+            z = cache[A.hook_z(layer)][0]
+            w_o = arch.W_O(model, layer)
+            for h in range(graph.n_heads):
+                out[f"a{layer}.{h}"] = z[:, h] @ w_o[h]
         if not graph.attn_only:
-            out[f"m{layer}"] = cache[A.hook_mlp_out(layer)][0]
+            out[f"m{layer}"] = cache[arch.hook_mlp_out(layer)][0]
     return out
 
 
@@ -62,8 +65,8 @@ def _bias_into(model, arch: Architecture, graph: ModelGraph, node: str, port: st
     """The attention output biases of every layer with a head feeding ``node``'s ``port``."""
     total = torch.zeros(arch.d_model)
     for layer in range(graph.n_layers):
-        if graph.feeds(f"a{layer}.0", node, port):
-            total = total + arch.b_O(model, layer).detach().cpu()
+        if graph.feeds(graph.attention_nodes(layer)[0], node, port):
+            total = total + arch.residual_bias(model, layer).detach().cpu()
     return total.to(arch.W_O(model, 0).device)
 
 
@@ -126,7 +129,10 @@ class _Oracle:
             def read_z(z, hook=None):
                 got["v"] = z[0, :, h] @ arch.W_O(model, layer)[h]
 
-            hooks.append((A.hook_z(layer), read_z))
+            def read_layer(x, hook=None):
+                got["v"] = x[0]
+
+            hooks.append((arch.hook_attn_out(layer), read_layer) if h is None else (A.hook_z(layer), read_z))
         elif kind == "mlp":
             layer = g.layer(n)
             hooks.append((arch.hook_mlp_in(layer), overwrite(arch.mlp_in_value(model, layer, port_inputs[(n, "in")]))))
@@ -134,7 +140,7 @@ class _Oracle:
             def read_mlp(x, hook=None):
                 got["v"] = x[0]
 
-            hooks.append((A.hook_mlp_out(layer), read_mlp))
+            hooks.append((arch.hook_mlp_out(layer), read_mlp))
         elif kind == "output":
             hooks.append((A.HOOK_FINAL, overwrite(port_inputs[(n, "in")])))
         tokens = self.data.tokens[example : example + 1]

@@ -329,7 +329,9 @@ def _model_graph(result):
     if isinstance(cfg, dict) and {"n_layers", "n_heads"} <= set(cfg):
         from scrub.graph import ModelGraph
 
-        return ModelGraph.build(int(cfg["n_layers"]), int(cfg["n_heads"]), bool(cfg.get("attn_only", False)))
+        rotary = cfg.get("positional_embedding_type") == "rotary"
+        return ModelGraph.build(int(cfg["n_layers"]), int(cfg["n_heads"]), bool(cfg.get("attn_only", False)),
+                                inputs=("embed",) if rotary else ("embed", "pos"))
     return None
 
 
