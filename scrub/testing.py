@@ -16,6 +16,7 @@ examples and of seeds of every assertion here (see :mod:`scrub.pytest_plugin`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,15 @@ def assert_faithful(
 
     if at_least is None and at_most is None:
         raise RunOptionsError("assert_faithful: give at_least, at_most or both")
+    for label, bound in (("at_least", at_least), ("at_most", at_most)):
+        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float)) or math.isnan(bound)):
+            raise RunOptionsError(f"assert_faithful: {label} must be a number (a fraction such as 0.9), got {bound!r}")
+    if at_least is not None and at_most is not None and at_least > at_most:
+        raise RunOptionsError(f"assert_faithful: at_least={at_least} is above at_most={at_most}; no interval fits")
+    if not isinstance(hypothesis, Hypothesis):
+        from scrub.experiment import _check_hypothesis
+
+        _check_hypothesis(hypothesis)
     n = _options.n if _options.n is not None else n
     n_seeds = _options.n_seeds if _options.n_seeds is not None else n_seeds
     ds = _resolve_data(data, n, data_seed)

@@ -648,3 +648,29 @@ def test_a_bfloat16_model_hashes_its_raw_bytes(M):
     with torch.no_grad():
         next(bf.parameters()).view(-1)[0] += 1
     assert weights_hash(bf) != h
+
+
+def test_assert_faithful_checks_its_bounds_before_running(M, D, no_forward):
+    from scrub import testing
+
+    with pytest.raises(scrub.RunOptionsError, match="at_least must be a number.*'0.9'"):
+        testing.assert_faithful(M, simple(), D, at_least="0.9")
+    with pytest.raises(scrub.RunOptionsError, match="at_least=0.9 is above at_most=0.5"):
+        testing.assert_faithful(M, simple(), D, at_least=0.9, at_most=0.5)
+    with pytest.raises(scrub.HypothesisError, match="call it"):
+        testing.assert_faithful(M, simple, D)
+
+
+def test_run_many_breakdown_and_names_refuse_the_wrong_kinds(M, D, no_forward):
+    from scrub.breakdown import breakdown
+
+    with pytest.raises(scrub.HypothesisError, match=r"run_many takes a list of hypotheses: pass \[h\]"):
+        scrub.run_many(M, simple(), D)
+    with pytest.raises(scrub.HypothesisError, match=r"hypotheses\[1\] must be a scrub.Hypothesis, got str"):
+        scrub.run_many(M, [simple(), "simple"], D)
+    with pytest.raises(scrub.HypothesisError, match="has no node 'nope' to select"):
+        breakdown(M, simple(), D, claims=["nope"])
+    with pytest.raises(scrub.RunOptionsError, match="n_seeds must be an int"):
+        breakdown(M, simple(), D, n_seeds="2")
+    with pytest.raises(scrub.HypothesisError, match="a hypothesis name must be a non-empty string, got 5"):
+        scrub.Hypothesis(5)
