@@ -519,6 +519,7 @@ def reproduce(
     baseline = fully_scrubbed() if baseline is None else _check_hypothesis(baseline, "baseline")
     if not isinstance(data, Dataset):
         raise DatasetError(f"data must be a scrub.Dataset, got {type(data).__name__}")
+    ModelGraph.from_model(model)  # an unsupported model is named before its weights are hashed
     problems = []
     if weights_hash(model) != record["weights_sha256"]:
         problems.append(f"weights_sha256 (the model's weights hash to {weights_hash(model)[:12]}..., "

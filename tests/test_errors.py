@@ -674,3 +674,12 @@ def test_run_many_breakdown_and_names_refuse_the_wrong_kinds(M, D, no_forward):
         breakdown(M, simple(), D, n_seeds="2")
     with pytest.raises(scrub.HypothesisError, match="a hypothesis name must be a non-empty string, got 5"):
         scrub.Hypothesis(5)
+
+
+def test_reproduce_names_a_model_or_data_of_the_wrong_kind(D, recorded, no_forward):
+    with pytest.raises(scrub.UnsupportedModelError, match="NoneType is not a supported TransformerLens model"):
+        scrub.reproduce(recorded, None, simple(), D)
+    with pytest.raises(scrub.DatasetError, match="data must be a scrub.Dataset, got str"):
+        scrub.reproduce(recorded, small_model(), simple(), "D")
+    with pytest.raises(scrub.HypothesisError, match="call it"):
+        scrub.reproduce(recorded, small_model(), simple, D)
