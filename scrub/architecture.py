@@ -42,8 +42,9 @@ graph says it reads, else the model is refused.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -129,7 +130,7 @@ class Architecture:
 
     # -- construction ------------------------------------------------------------------
     @classmethod
-    def of(cls, model: Any, *, verify: bool = True) -> "Architecture":
+    def of(cls, model: Any, *, verify: bool = True) -> Architecture:
         """The architecture of a TransformerLens model, or :class:`~scrub.UnsupportedModelError`.
 
         With ``verify`` (the default) one short forward pass checks the residual decomposition
@@ -146,7 +147,7 @@ class Architecture:
         return arch
 
     @classmethod
-    def _describe(cls, model: Any) -> "Architecture":
+    def _describe(cls, model: Any) -> Architecture:
         cfg = getattr(model, "cfg", None)
         if cfg is None or not all(hasattr(cfg, k) for k in ("n_layers", "n_heads", "d_model")) or not hasattr(model, "blocks"):
             raise UnsupportedModelError(
@@ -384,7 +385,7 @@ def _weakrefable(obj: Any) -> bool:
     return True
 
 
-_CACHE: "weakref.WeakKeyDictionary[Any, Architecture]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[Any, Architecture] = weakref.WeakKeyDictionary()
 
 
 def supported_architectures():

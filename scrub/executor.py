@@ -172,13 +172,14 @@ def _layout(plan: Plan, has_mask: bool) -> _Layout:
             and not any(g.kind(m) == "input" for m in inst.node.model)
         )
         lay.host[inst.index] = lay.n_blocks
-        lay.block_examples.append(inst.random if merge else inst.examples)
-        if not inst.is_leaf:
+        random = inst.random
+        lay.block_examples.append(random if merge and random is not None else inst.examples)
+        if random is not None:
             if merge:
                 lay.ctx[inst.index] = lay.host[inst.index]
             else:
                 lay.ctx[inst.index] = lay.n_blocks
-                lay.block_examples.append(inst.random)
+                lay.block_examples.append(random)
     for inst in plan.instances:
         static = plan.position_masks.get(id(inst.node))
         if inst.position is not None and (static is None or static.ndim == 1):
@@ -439,6 +440,8 @@ def run_plan(
                 tokens = data.tokens[idx].to(device)
                 mask = None if data.attention_mask is None else data.attention_mask[idx].to(device)
                 _forward(model, tokens, mask, chunk.hooks(tokens.shape[0], stop, blocks))
+            if chunk.final is None:
+                raise ExecutionError("the output's final residual was never computed (the last pass did not reach it)")
             out.append(_target_logits(model, arch, chunk.final, data.target_pos[refs].to(device)).float().cpu())
             chunk.release()
     return torch.cat(out)
@@ -454,9 +457,9 @@ def run_clean(model, data: Dataset, *, batch_size: int | None = None) -> torch.T
         for refs in _chunks(len(data), size):
             tokens = data.tokens[refs].to(device)
             mask = None if data.attention_mask is None else data.attention_mask[refs].to(device)
-            captured = {}
+            captured: dict[str, torch.Tensor] = {}
 
-            def grab(x):
+            def grab(x, captured=captured):
                 captured["x"] = x
                 raise _Stop
 

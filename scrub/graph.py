@@ -46,7 +46,7 @@ class ModelGraph:
     whole_layers: bool = False
 
     @classmethod
-    def from_model(cls, model) -> "ModelGraph":
+    def from_model(cls, model) -> ModelGraph:
         """The graph of a TransformerLens model (a ``TransformerBridge``, native or from :func:`scrub.from_hf`).
 
         Raises :class:`~scrub.UnsupportedModelError` for architectures scrub does not model exactly.
@@ -63,7 +63,7 @@ class ModelGraph:
     def build(
         cls, n_layers: int, n_heads: int, attn_only: bool = False, *, inputs: tuple[str, ...] = INPUTS,
         parallel: bool = False, whole_layers: bool = False,
-    ) -> "ModelGraph":
+    ) -> ModelGraph:
         """The graph of a model with this shape (no model needed).
 
         ``inputs`` is ``("embed", "pos")`` for absolute positions, ``("embed",)`` for rotary ones;
@@ -171,7 +171,7 @@ class ModelGraph:
             canonical = f"a{int(m.group(1))}.{int(m.group(2))}"
             raise GraphError(f"{prefix}unknown model node {name!r} (did you mean {canonical!r}? no leading zeros)")
         if m:
-            layer, head = int(m.group(1)), int(m.group(2))
+            layer = int(m.group(1))
             if layer >= self.n_layers:
                 raise GraphError(f"{prefix}unknown model node {name!r}: the model has layers 0..{self.n_layers - 1}")
             raise GraphError(f"{prefix}unknown model node {name!r}: layer {layer} has heads 0..{self.n_heads - 1}")

@@ -85,7 +85,7 @@ class _Oracle:
     def outputs(self, inst: Instance, ref: int) -> dict[str, torch.Tensor]:
         """run(n_I, x): the outputs of ``inst``'s model nodes for reference ``ref``."""
         example = int(inst.examples[ref])
-        if inst.is_leaf:  # evaluated on its own example all the way down
+        if inst.random is None:  # a leaf: evaluated on its own example all the way down
             clean = self.clean(example)
             return {m: clean[m] for m in inst.node.model}
         random = self.clean(int(inst.random[ref]))  # one shared random example per call
