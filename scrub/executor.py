@@ -9,7 +9,7 @@ A leaf's host block is the clean run on its own example. A non-leaf instance who
 sit at one stage of the forward pass (one layer's heads, one MLP, or the output) and include no
 embedding shares one block between host and context: the row runs clean on the random example
 up to that stage (that is exactly the context it needs), and its ports are patched there. This
-is only done when the data has no attention mask, since the mask comes from the row's tokens.
+is only done when no example of the data is padded, since the mask comes from the row's example.
 
 Each port input of an instance's node is rebuilt as the context's residual plus, for every
 claimed upstream node, the difference between the child's output and the context's output of
@@ -46,7 +46,7 @@ from scrub.errors import ExecutionError
 from scrub.graph import ModelGraph
 from scrub.plan import Plan
 
-__all__ = ["ExecutionError", "run_plan", "run_clean", "default_batch_size", "model_device"]
+__all__ = ["ExecutionError", "run_plan", "run_clean", "default_batch_size", "model_device", "n_blocks", "has_padding"]
 
 
 _NOWHERE = -(1 << 30)  # a per-position instance whose position its node's positions= exclude
@@ -396,6 +396,16 @@ class _Chunk:
         raise _Stop
 
 
+def has_padding(data: Dataset) -> bool:
+    """Whether some example masks a position. Without padding, a mask changes nothing and blocks may merge."""
+    return data.attention_mask is not None and not bool(data.attention_mask.bool().all())
+
+
+def n_blocks(plan: Plan, data: Dataset) -> int:
+    """Rows one reference takes in a pass: the smallest batch the plan can run with."""
+    return _layout(plan, has_padding(data)).n_blocks
+
+
 def _chunks(n: int, size: int):
     for start in range(0, n, size):
         yield np.arange(start, min(n, start + size))
@@ -417,7 +427,7 @@ def run_plan(
     """
     device = model_device(model)
     arch = Architecture.of(model)
-    lay = _layout(plan, data.attention_mask is not None)
+    lay = _layout(plan, has_padding(data))
     rows_per_pass = batch_size or default_batch_size(model, data.seq_len)
     per_chunk = max(1, rows_per_pass // lay.n_blocks)
     if rows_per_pass < lay.n_blocks:

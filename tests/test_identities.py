@@ -51,19 +51,28 @@ def test_all_exact_reproduces_the_model(cfg, data):
     np.testing.assert_allclose(t.loss_scrubbed, t.loss_model, atol=1e-5, rtol=0)
 
 
-def test_all_exact_with_a_padding_mask_takes_the_unmerged_path(data):
-    """An all-ones attention mask forces separate context blocks; the numbers must not move."""
+def test_padding_takes_the_unmerged_path_and_changes_no_number(data):
+    """A padded example forces separate context blocks; on a causal model, padding after the scored
+    position changes nothing, so the numbers must not move. An all-ones mask pads nothing: it merges."""
+    from scrub.executor import n_blocks
+
     m = small_model(attn_only=False)
     graph = scrub.ModelGraph.from_model(m)
     h = scrub.Hypothesis("mixed")
-    a = h.output().add("A", model=["a1.0"], agree=lambda d: d.tokens[:, -1] % 2)
+    a = h.output().add("A", model=["a1.0"], agree=lambda d: d.tokens[:, -2] % 2)
     a.add("B", model="a0.1", port="k", agree=lambda d: d.tokens[:, 2] % 3)
     h.output().add("C", model="m0", agree=lambda d: d.tokens[:, 0] % 2)
-    masked = scrub.Dataset(data.tokens, data.labels, attention_mask=torch.ones_like(data.tokens))
-    plan = scrub.make_plan(h, graph, data, seed=3)
-    a_ = run_plan(m, plan, data)
-    b_ = run_plan(m, plan, masked)
-    assert torch.allclose(a_, b_, atol=1e-5)
+    t = data.seq_len - 2
+    plain = scrub.Dataset(data.tokens, data.labels, target_pos=t)
+    mask = torch.ones_like(data.tokens)
+    mask[0, -1] = 0  # example 0 is padded after its scored position
+    padded = scrub.Dataset(data.tokens, data.labels, target_pos=t, attention_mask=mask)
+    ones = scrub.Dataset(data.tokens, data.labels, target_pos=t, attention_mask=torch.ones_like(data.tokens))
+    plan = scrub.make_plan(h, graph, plain, seed=3)
+    assert n_blocks(plan, padded) > n_blocks(plan, plain) == n_blocks(plan, ones)
+    a_ = run_plan(m, plan, plain)
+    assert torch.allclose(a_, run_plan(m, plan, padded), atol=1e-5)
+    assert torch.allclose(a_, run_plan(m, plan, ones), atol=1e-5)
 
 
 def test_identity_feature_equals_the_model(data):
