@@ -90,11 +90,13 @@ class AtTarget:
 
         values = evaluate_feature(self.feature, data, self.__name__)
         n, t = len(data), data.seq_len
+        codes = values.codes
+        assert codes is not None  # a column or a function: per example or per position
         if values.kind == "position":
-            return values.codes
+            return codes
         tp = data.target_pos.numpy() % t
         out = np.full((n, t), -1, dtype=np.int64)  # -1: "not this example's target"
-        out[np.arange(n), tp] = values.codes
+        out[np.arange(n), tp] = codes
         return out
 
     def kind(self, data) -> str:

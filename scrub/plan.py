@@ -109,6 +109,7 @@ class Plan:
             elif id(inst.node) in self.by_reference:
                 mask = torch.from_numpy(pm[refs])
             else:
+                assert inst.parent is not None  # the root has no position mask
                 parent_examples = self.instances[inst.parent].examples[refs]
                 mask = torch.from_numpy(pm[parent_examples])
         if inst.at is not None:
@@ -328,8 +329,9 @@ def make_plan(
             )
         w = _Walked(node, parent, k, claims, position, examples)
         if reads is not None:
-            w.active = reads.any(axis=1)
-            if not w.active.any():
+            active = np.asarray(reads.any(axis=1), dtype=bool)
+            w.active = active
+            if not active.any():
                 reads = None
         if not _prune or reads is not None:
             walked.append(w)
@@ -347,7 +349,7 @@ def make_plan(
                 elif local:
                     base = reads
                 else:
-                    base = np.broadcast_to(reads.any(axis=1)[:, None], (n, t))
+                    base = np.broadcast_to(np.any(reads, axis=1)[:, None], (n, t))
                 if sampler.kind == "position":
                     pm = masks.get(id(child))
                     positions = range(t) if pm is None or pm.ndim == 2 else np.flatnonzero(pm)
@@ -408,7 +410,7 @@ def make_plan(
             for g, w in enumerate(group[1:], start=1):
                 sel = owner == g
                 examples[sel] = w.examples[sel]
-                if random is not None:
+                if random is not None and w.random is not None:
                     random[sel] = w.random[sel]
             if len({w.position for w in group}) > 1:
                 pos = np.array([w.position for w in group])
@@ -434,6 +436,7 @@ def _exclusive_groups(members: list[_Walked], n: int) -> list[list[_Walked]]:
     """Members split into groups read by disjoint references (one group if they all are), in walk order."""
     reads = np.zeros(n, dtype=np.int64)
     for w in members:
+        assert w.active is not None
         reads += w.active
     if reads.max() <= 1:
         return [members]
@@ -445,6 +448,7 @@ def _exclusive_groups(members: list[_Walked], n: int) -> list[list[_Walked]]:
         g = by_pos[p]
         counts = np.zeros(n, dtype=np.int64)
         for w in g:
+            assert w.active is not None
             counts += w.active
         groups.extend([g] if counts.max() <= 1 else [[w] for w in g])
     return groups
