@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import scrub
 
@@ -83,10 +84,14 @@ def _run(path: Path, line: int, code: str) -> None:
     cwd = os.getcwd()
     os.chdir(_PAGES[path].tmp)
     _induction.load_model = _cached_induction_model
+    # the examples' models are tiny: one thread is as fast alone, and much faster on a shared machine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         # padded so that tracebacks give the line in the page
         exec(compile("\n" * line + code, str(path.relative_to(ROOT)), "exec"), _PAGES[path].namespace)
     finally:
+        torch.set_num_threads(threads)
         _induction.load_model = _load_induction
         os.chdir(cwd)
 
