@@ -14,7 +14,10 @@ Figures (each a median over repeated runs, with min..max; ratios are taken withi
   of references and scaled to N, which is exact since references are independent);
 - scaling: time and peak memory against N and against the number of interpretation nodes, one fresh
   process per point (peak RSS: VmHWM from /proc/self/status);
-- sampling: grouping and drawing for 100,000 examples and 50 features, and ``make_plan`` on a 50-node hypothesis.
+- sampling: grouping and drawing for 100,000 examples and 50 features, and ``make_plan`` on a 50-node hypothesis;
+- pruning (``--only pruning``; also ``python -m benchmarks.positions``): varying target positions, the plan
+  size before and after pruning, and the pruned plan's time against a fixed-target plan (see
+  :mod:`benchmarks.positions`).
 """
 
 from __future__ import annotations
@@ -236,6 +239,10 @@ def main(argv=None) -> None:
         plot(df, out / "scaling.png")
     if "sampling" in args.only:
         sampling(cfg, rows)
+    if "pruning" in args.only:
+        from benchmarks.positions import pruning
+
+        pruning(cfg["n_small"], cfg["reps"], device, rows, console.print)
     summary = pd.DataFrame(rows).assign(**env)
     summary.to_csv(out / "summary.csv", index=False)
     table = Table(title=f"scrub benchmarks ({env['mode']}; {env['device']}; torch {env['torch']}; {env['threads']} thread)")
