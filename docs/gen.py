@@ -97,6 +97,8 @@ def _num(s: str) -> str:
     x = float(s)
     if not math.isfinite(x):
         return s
+    if x != 0 and abs(x) < 1e-3:
+        return f"{x:.2g}"
     return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
@@ -184,7 +186,40 @@ def errors_tree() -> str:
     return "\n".join(lines)
 
 
+SUMMARY_COLUMNS = {"figure", "case", "metric", "median", "min", "max", "reps"}
+
+
+def bench_more(results: Path | None = None) -> str:
+    """Every other result file ``benchmarks/*`` wrote in the summary's format (e.g. ``positions.csv``),
+    one section each: its title and setup line from the ``.md`` beside it, then its rows."""
+    results = results or RESULTS
+    out = []
+    for path in sorted(results.rglob("*.csv")):
+        if path.parent == results and path.name in ("summary.csv", "scaling.csv"):
+            continue
+        rows = _read_csv(path)
+        if not rows or not SUMMARY_COLUMNS <= set(rows[0]):
+            continue
+        rel = path.relative_to(ROOT).as_posix()
+        md = path.with_suffix(".md")
+        lines = md.read_text(encoding="utf-8").splitlines() if md.exists() else []
+        title = next((l.lstrip("# ").strip() for l in lines if l.startswith("# ")), path.stem)
+        setup = next((l.strip() for l in lines if l.startswith("`python")), "")
+        out += [f"### {title}", "", f"From `{rel}`." + (f" {setup}" if setup else ""), ""]
+        out += ["| case | N | metric | median | min..max | repeats |", "|---|---:|---|---:|---|---:|"]
+        for r in rows:
+            n = r.get("n") or ""
+            n = "" if n == "" else f"{float(n):,.0f}"
+            out.append(
+                f"| {_cell(r['case'])} | {n} | {_cell(r['metric'])} | {_num(r['median'])} | "
+                f"{_num(r['min'])}..{_num(r['max'])} | {r['reps']} |"
+            )
+        out.append("")
+    return "\n".join(out).strip() or "No other benchmark results are committed."
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "bench-more": bench_more,
     "errors-tree": errors_tree,
     "zoo-summary": zoo_summary,
     "zoo-table": zoo_table,

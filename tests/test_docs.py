@@ -273,6 +273,26 @@ def test_benchmark_table_is_the_csv(gen) -> None:
     assert gen._num("76.25220810934655") == "76.3" and gen._num("341.18") == "341"
 
 
+def test_other_benchmark_files_are_rendered(gen, tmp_path) -> None:
+    head = "figure,case,n,metric,median,min,max,reps\n"
+    (tmp_path / "summary.csv").write_text(head + "overhead,skipped,1,x,1,1,1,1\n")
+    (tmp_path / "quick").mkdir()
+    (tmp_path / "quick" / "positions.csv").write_text(head + "pruning,induction,200,instances | pruned,51.0,50,52.5,3\n")
+    (tmp_path / "quick" / "positions.md").write_text("# Varying targets\n\n`python -m benchmarks.positions --quick`; N = 200.\n")
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")  # not in the summary's format: left out
+    monkey = gen.ROOT
+    try:
+        gen.ROOT = tmp_path
+        text = gen.bench_more(tmp_path)
+    finally:
+        gen.ROOT = monkey
+    assert text.startswith("### Varying targets")
+    assert "From `quick/positions.csv`. `python -m benchmarks.positions --quick`; N = 200." in text
+    assert "| induction | 200 | instances \\| pruned | 51 | 50..52.5 | 3 |" in text
+    assert "skipped" not in text and "other.csv" not in text
+    assert gen.bench_more(tmp_path / "quick" / "nothing") == "No other benchmark results are committed."
+
+
 def test_errors_tree_is_the_hierarchy(gen) -> None:
     tree = gen.errors_tree()
 
