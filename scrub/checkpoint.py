@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from scrub.errors import CheckpointError, RunOptionsError
 
@@ -165,7 +165,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
-            n_stored = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+            n_stored = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118 (safe_open is not iterable)
     except Exception as exc:  # safetensors raises its own error types for every kind of bad file
         raise _read_error(path, exc) from exc
     if "config" not in header:

@@ -16,7 +16,7 @@ import re
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, Optional
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
@@ -41,10 +41,9 @@ def demo(
     n_seeds: int = typer.Option(2, min=1, max=1000, help="seeds to pool (1..1000)"),
 ) -> None:
     """Score the naive induction hypothesis on the shipped 2-layer attention-only model."""
+    import scrub
     from hypotheses.induction import load_model, make_data
     from hypotheses.induction.hypotheses import naive
-
-    import scrub
 
     warnings.filterwarnings("ignore", message="Moving model")
     model = load_model()
@@ -74,16 +73,16 @@ _COMPARE = typer.Option(None, "--compare", exists=True, dir_okay=False,
 @app.command("run")
 def run_one(
     target: str = typer.Argument(..., help="MODULE:NAME, e.g. hypotheses.induction.hypotheses:naive"),
-    n: Optional[int] = _N,
-    seeds: Optional[int] = _SEEDS,
-    seed: Optional[int] = _SEED,
-    breakdown: Optional[bool] = typer.Option(
+    n: int | None = _N,
+    seeds: int | None = _SEEDS,
+    seed: int | None = _SEED,
+    breakdown: bool | None = typer.Option(
         None, "--breakdown/--no-breakdown", help="score each claim alone and the hypothesis without it "
         "(default: only with --html)"),
-    json_path: Optional[Path] = _JSON,
-    csv_path: Optional[Path] = _CSV,
-    compare_path: Optional[Path] = _COMPARE,
-    html: Optional[Path] = typer.Option(None, "--html", dir_okay=False, help="write an HTML report of the result"),
+    json_path: Path | None = _JSON,
+    csv_path: Path | None = _CSV,
+    compare_path: Path | None = _COMPARE,
+    html: Path | None = typer.Option(None, "--html", dir_okay=False, help="write an HTML report of the result"),
 ) -> None:
     """Score one hypothesis: a Case, a hypothesis function next to load_model()/make_data(n, seed), or a case name.
 
@@ -133,15 +132,15 @@ def run_one(
 @app.command("suite")
 def run_suite_cmd(
     path: str = typer.Argument(..., help="a suite: a package directory, a .py file or a module name with CASES"),
-    k: Optional[list[str]] = typer.Option(
+    k: list[str] | None = typer.Option(
         None, "-k", help="run only cases whose name, tag or kind contains this (globs: *, ?; 'not X'); repeatable"),
-    n: Optional[int] = _N,
-    seeds: Optional[int] = _SEEDS,
-    seed: Optional[int] = _SEED,
-    json_path: Optional[Path] = _JSON,
-    csv_path: Optional[Path] = _CSV,
-    compare_path: Optional[Path] = _COMPARE,
-    html: Optional[Path] = typer.Option(None, "--html", file_okay=False,
+    n: int | None = _N,
+    seeds: int | None = _SEEDS,
+    seed: int | None = _SEED,
+    json_path: Path | None = _JSON,
+    csv_path: Path | None = _CSV,
+    compare_path: Path | None = _COMPARE,
+    html: Path | None = typer.Option(None, "--html", file_okay=False,
                                         help="write one HTML report per case into this directory"),
 ) -> None:
     """Run every case of a suite and print a table; exit 1 when any case leaves its expected range."""
@@ -228,7 +227,7 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", message="Moving model")
 
 
-def _consoles() -> tuple["Console", "Console"]:
+def _consoles() -> tuple[Console, Console]:
     from rich.console import Console
 
     out = Console()
@@ -238,7 +237,7 @@ def _consoles() -> tuple["Console", "Console"]:
 
 
 @contextmanager
-def _progress(console: "Console"):
+def _progress(console: Console):
     """A transient progress bar on stderr (drawn only on a terminal, after a second)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -248,7 +247,7 @@ def _progress(console: "Console"):
         yield bar
 
 
-def _breakdown(cr: "CaseResult", cache: dict, bar, task) -> "pd.DataFrame":
+def _breakdown(cr: CaseResult, cache: dict, bar, task) -> pd.DataFrame:
     from scrub.breakdown import breakdown
 
     case, r = cr.case, cr.result
@@ -265,7 +264,7 @@ def _pct(x: float) -> str:
     return "—" if x is None or not math.isfinite(x) else f"{x:.1%}"
 
 
-def _breakdown_table(table: "pd.DataFrame"):
+def _breakdown_table(table: pd.DataFrame):
     from rich.table import Table
 
     t = Table(title=f"claims of {table.attrs.get('hypothesis', '')} (full: {_pct(table.attrs.get('full', math.nan))})")
@@ -281,7 +280,7 @@ def _breakdown_table(table: "pd.DataFrame"):
 _STYLE = {"pass": "green", "fail": "bold red", "error": "bold magenta", "skip": "yellow"}
 
 
-def _suite_table(cases: list["CaseResult"], diff: Optional["pd.DataFrame"], title: str):
+def _suite_table(cases: list[CaseResult], diff: pd.DataFrame | None, title: str):
     from rich import box
     from rich.table import Table
 

@@ -192,7 +192,7 @@ class Dataset:
         """``T``, the length of every example."""
         return self.tokens.shape[1]
 
-    def subset(self, index) -> "Dataset":
+    def subset(self, index) -> Dataset:
         """The examples at ``index`` (a slice, a list or tensor of row numbers, or a boolean mask
         of length N), in that order."""
         n = len(self)

@@ -18,16 +18,20 @@ import torch
 
 from scrub.checkpoint import check_device, model_config, weights_hash
 from scrub.dataset import Dataset
+from scrub.errors import (
+    BaselineError,
+    DatasetError,
+    HypothesisError,
+    ReproductionError,
+    RunOptionsError,
+)
 from scrub.executor import _layout, default_batch_size, model_device, run_clean, run_plan
 from scrub.graph import ModelGraph
 from scrub.hypothesis import Hypothesis
 from scrub.metrics import METRICS, Metric, check_metric, metric_name, per_example
 from scrub.plan import make_plan
-from scrub.sampling import Exact, Random
 from scrub.result import MIN_BOOT, Result, bootstrap_ci, recovered
-from scrub.errors import (
-    BaselineError, DatasetError, HypothesisError, ReproductionError, RunOptionsError,
-)
+from scrub.sampling import Exact, Random
 
 __all__ = [
     "run", "run_many", "reproduce", "fully_scrubbed", "check_data", "check_run_options", "hypothesis_fingerprint",
@@ -286,7 +290,7 @@ def run_many(
 
     model_logits = _fitting(lambda b: run_clean(model, data, batch_size=b), rows, 1, model)
     loss_model = per_example(metric, model_logits, data, model_logits)
-    loss_base = [scrub(p, f"baseline (seed {s})") for s, p in zip(seeds, base_plans)]
+    loss_base = [scrub(p, f"baseline (seed {s})") for s, p in zip(seeds, base_plans, strict=True)]
     lm, lb = float(loss_model.mean()), float(np.mean(loss_base))
     if abs(lb - lm) <= 1e-6 * max(1.0, abs(lm)):  # float noise of an identical computation
         raise BaselineError(
@@ -303,7 +307,7 @@ def run_many(
         "device": str(next(model.parameters()).device),
     }
     results = []
-    for h, hplans in zip(hypotheses, plans):
+    for h, hplans in zip(hypotheses, plans, strict=True):
         table = pd.concat(
             [
                 pd.DataFrame(
@@ -315,7 +319,7 @@ def run_many(
                         "loss_baseline": base,
                     }
                 )
-                for s, p, base in zip(seeds, hplans, loss_base)
+                for s, p, base in zip(seeds, hplans, loss_base, strict=True)
             ],
             ignore_index=True,
         )
@@ -483,9 +487,9 @@ def _score_differences(record: dict[str, Any], result: Result, rtol: float) -> l
         if not np.isclose(v, float(rec[k]), rtol=rtol, atol=1e-12):
             out.append(f"{k} (recorded {float(rec[k]):.10g}, rerun {v:.10g})")
     ci = rec.get("ci")
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(c, (int, float)) for c in ci):
-        if not np.allclose(result.ci, [float(c) for c in ci], rtol=rtol, atol=1e-12):
-            out.append(f"ci (recorded {list(ci)}, rerun {list(result.ci)})")
+    numbers = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(c, (int, float)) for c in ci)
+    if numbers and not np.allclose(result.ci, [float(c) for c in ci], rtol=rtol, atol=1e-12):
+        out.append(f"ci (recorded {list(ci)}, rerun {list(result.ci)})")
     return out
 
 

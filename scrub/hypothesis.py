@@ -17,10 +17,10 @@ import networkx as nx
 import numpy as np
 import torch
 
-from scrub.graph import INPUTS, ModelGraph
 from scrub.dataset import _scalar_int
-from scrub.sampling import Exact, Feature, Random
 from scrub.errors import HypothesisError
+from scrub.graph import INPUTS, ModelGraph
+from scrub.sampling import Exact, Feature, Random
 
 __all__ = ["Hypothesis", "Node", "HypothesisError", "Claim"]
 
@@ -43,7 +43,7 @@ class Node:
     Create nodes with :meth:`Hypothesis.output` and :meth:`add`, not directly.
     """
 
-    def __init__(self, hypothesis: "Hypothesis", name: str, model: Sequence[str], port, positions, agree) -> None:
+    def __init__(self, hypothesis: Hypothesis, name: str, model: Sequence[str], port, positions, agree) -> None:
         self.hypothesis = hypothesis
         self.name = name
         self.model: tuple[str, ...] = tuple(model)
@@ -57,13 +57,13 @@ class Node:
 
     def add(
         self,
-        name: "str | Node",
+        name: str | Node,
         model: str | Sequence[str] | None = None,
         *,
         port: str | Sequence[str] | None = None,
         positions: Positions = None,
         agree: Feature = Exact(),
-    ) -> "Node":
+    ) -> Node:
         """Claim that ``model`` (one or more graph nodes) computes feature ``agree`` and feeds this node.
 
         Args:
@@ -242,7 +242,7 @@ class Hypothesis:
         """The names of the leaf nodes (not the root), in depth-first order: the hypothesis's claims."""
         return [n.name for n in self.nodes() if not n.children and n is not self.root and not n.open]
 
-    def without(self, *names: str, name: str | None = None) -> "Hypothesis":
+    def without(self, *names: str, name: str | None = None) -> Hypothesis:
         """A copy with the named nodes (and whatever hangs only below them) removed.
 
         What they claimed becomes unimportant: a node left with no children keeps its random
@@ -252,7 +252,7 @@ class Hypothesis:
         drop = set(names)
         return self._copy(lambda n: n.name not in drop, name or f"{self.name} without {', '.join(names)}")
 
-    def only(self, *names: str, name: str | None = None) -> "Hypothesis":
+    def only(self, *names: str, name: str | None = None) -> Hypothesis:
         """A copy keeping the named nodes, their subtrees and their ancestors, and nothing else."""
         self._check_names(names)
         g = self.to_networkx()
@@ -268,7 +268,7 @@ class Hypothesis:
                 valid = sorted(k for k in self._names if k != "output")
                 raise HypothesisError(f"hypothesis {self.name!r} has no node {nm!r} to select; its nodes: {valid}")
 
-    def _copy(self, keep: Callable[[Node], bool], name: str) -> "Hypothesis":
+    def _copy(self, keep: Callable[[Node], bool], name: str) -> Hypothesis:
         new = Hypothesis(name)
         made: dict[int, Node] = {}
 
@@ -307,7 +307,7 @@ def _strings(value, node: str, arg: str, valid: str) -> list[str]:
     """``value`` (one string or a sequence of them) as a list of non-empty strings, or a HypothesisError."""
     if isinstance(value, str):
         items = [value]
-    elif isinstance(value, Sequence) or isinstance(value, (set, frozenset, tuple)):
+    elif isinstance(value, (Sequence, set, frozenset)):
         items = list(value)
     else:
         raise HypothesisError(f"node {node!r}: {arg}= must be {valid}; got {type(value).__name__} {value!r}")

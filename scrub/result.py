@@ -53,7 +53,7 @@ def resampled_recovered(*per: np.ndarray, n_boot: int = 1000, seed: int = 0) -> 
     for start in range(0, n_boot, 200):  # bounded memory: 200 resamples x N counts at a time
         k = min(200, n_boot - start)
         counts = rng.multinomial(n, np.full(n, 1.0 / n), size=k).astype(np.float64)
-        for acc, p in zip(out, per):
+        for acc, p in zip(out, per, strict=True):
             means = counts @ p / n  # [k, 3]
             with np.errstate(divide="ignore", invalid="ignore"):
                 acc.append((means[:, 2] - means[:, 1]) / (means[:, 2] - means[:, 0]))

@@ -19,9 +19,9 @@ values agree). A string, a dict, a set or a single value is refused with a
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,7 +50,7 @@ class Random:
         return "Random()"
 
 
-Feature = Union[Exact, Random, str, Callable[[Dataset], Any]]
+Feature = Exact | Random | str | Callable[[Dataset], Any]
 
 
 @dataclass(frozen=True)

@@ -385,7 +385,7 @@ def find_case(target: str) -> Case:
     if isinstance(obj, Case):
         return obj
     if isinstance(obj, Hypothesis):
-        hypothesis: Callable[[], Hypothesis] = lambda: obj  # noqa: E731
+        hypothesis: Callable[[], Hypothesis] = lambda: obj
     elif callable(obj):
         hypothesis = obj
     else:
