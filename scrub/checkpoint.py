@@ -33,7 +33,7 @@ def build_model(**config: Any):
     from transformer_lens.model_bridge import TransformerBridge
 
     with contextlib.redirect_stdout(io.StringIO()):  # boot_native prints "Moving model to device"
-        model = TransformerBridge.boot_native(TransformerBridgeConfig(**config))
+        model = TransformerBridge.boot_native(TransformerBridgeConfig(**config))  # pyright: ignore[reportAttributeAccessIssue]
     model.eval()
     return model
 

@@ -251,6 +251,7 @@ def _breakdown(cr: CaseResult, cache: dict, bar, task) -> pd.DataFrame:
     from scrub.breakdown import breakdown
 
     case, r = cr.case, cr.result
+    assert r is not None  # called only for cases that produced a result
     bar.update(task, total=1, completed=0)
     model, data = case.load(n=cr.n, cache=cache)
     table = breakdown(model, r.spec, data, full=r, seed=cr.seed, n_seeds=cr.n_seeds, metric=case.metric,
@@ -270,10 +271,10 @@ def _breakdown_table(table: pd.DataFrame):
     t = Table(title=f"claims of {table.attrs.get('hypothesis', '')} (full: {_pct(table.attrs.get('full', math.nan))})")
     for col in ("claim", "alone", "95% CI", "without", "95% CI ", "lost", "95% CI  "):
         t.add_column(col, justify="left" if col == "claim" else "right")
-    for row in table.itertuples():
-        t.add_row(row.claim, _pct(row.alone), f"{_pct(row.alone_lo)} .. {_pct(row.alone_hi)}", _pct(row.without),
-                  f"{_pct(row.without_lo)} .. {_pct(row.without_hi)}", _pct(row.lost),
-                  f"{_pct(row.lost_lo)} .. {_pct(row.lost_hi)}")
+    for row in table.to_dict("records"):
+        t.add_row(str(row["claim"]), _pct(row["alone"]), f"{_pct(row['alone_lo'])} .. {_pct(row['alone_hi'])}",
+                  _pct(row["without"]), f"{_pct(row['without_lo'])} .. {_pct(row['without_hi'])}", _pct(row["lost"]),
+                  f"{_pct(row['lost_lo'])} .. {_pct(row['lost_hi'])}")
     return t
 
 
@@ -331,12 +332,12 @@ def _write_outputs(outcome, console, json_path, csv_path, compare_path, *, diff=
         console.print(f"wrote {csv_path}")
     if compare_path is not None:
         diff = compare(outcome, compare_path)
-        for row in diff.itertuples():
-            if row.note == "":
-                flag = "[bold red]moved[/]" if row.moved else "within intervals"
-                console.print(f"vs {compare_path}: {row.name}: {_pct(row.old)} -> {_pct(row.new)} "
-                              f"({row.delta:+.1%}, allowed ±{row.allowed:.1%}): {flag}")
-    return 0 if diff is None else int(diff["moved"].sum())
+        for row in diff.to_dict("records"):
+            if row["note"] == "":
+                flag = "[bold red]moved[/]" if row["moved"] else "within intervals"
+                console.print(f"vs {compare_path}: {row['name']}: {_pct(row['old'])} -> {_pct(row['new'])} "
+                              f"({row['delta']:+.1%}, allowed ±{row['allowed']:.1%}): {flag}")
+    return 0 if diff is None else int(diff["moved"].to_numpy().sum())
 
 
 def _write_html(path: Path, result, table, *, title: str) -> None:

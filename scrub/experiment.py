@@ -81,7 +81,7 @@ def _data_hash(data: Dataset) -> str:
         col = data.columns[name]
         h.update(b"|" + repr(name).encode())
         try:
-            h.update(pd.util.hash_pandas_object(col, index=True).to_numpy().tobytes())
+            h.update(pd.util.hash_pandas_object(col, index=True).to_numpy().tobytes())  # pyright: ignore
         except TypeError:  # unhashable cells (lists, dicts): hash their text, which is stable for equal values
             h.update("\x1f".join(map(repr, col.tolist())).encode())
     return h.hexdigest()
@@ -267,7 +267,8 @@ def run_many(
     baseline = fully_scrubbed() if baseline is None else _check_hypothesis(baseline, "baseline")
     opts = check_run_options(seed=seed, n_seeds=n_seeds, batch_size=batch_size, n_boot=n_boot, device=device,
                              progress=progress)
-    seed, n_seeds, batch_size, n_boot, device = (opts[k] for k in ("seed", "n_seeds", "batch_size", "n_boot", "device"))
+    seed, n_seeds, batch_size, n_boot = (opts[k] for k in ("seed", "n_seeds", "batch_size", "n_boot"))
+    target: torch.device | None = opts["device"]
     graph = ModelGraph.from_model(model)
     check_data(model, data)
     check_metric(metric, data, _n_outputs(model))
@@ -276,15 +277,15 @@ def run_many(
     # gives identical samples, and the ratio's variance shrinks)
     plans = [[make_plan(h, graph, data, s) for s in seeds] for h in hypotheses]
     base_plans = [make_plan(baseline, graph, data, s, warn=False) for s in seeds]
-    if device is not None:
-        _move(model, device)
+    if target is not None:
+        _move(model, target)
     rows = [batch_size or default_batch_size(model, data.seq_len)]  # shrinks if a pass does not fit in memory
     masked = data.attention_mask is not None
     floor = max(_layout(p, masked).n_blocks for p in [*base_plans, *(p for ps in plans for p in ps)])
 
     def scrub(plan, desc: str) -> np.ndarray:
         logits = _fitting(
-            lambda b: run_plan(model, plan, data, batch_size=b, progress=progress, desc=desc), rows, floor, model
+            lambda b: run_plan(model, plan, data, batch_size=b, progress=bool(progress), desc=desc), rows, floor, model
         )
         return per_example(metric, logits, data, model_logits)
 
@@ -323,7 +324,7 @@ def run_many(
             ],
             ignore_index=True,
         )
-        lm, ls, lb = (float(table[c].mean()) for c in ("loss_model", "loss_scrubbed", "loss_baseline"))
+        lm, ls, lb = (float(table[c].to_numpy().mean()) for c in ("loss_model", "loss_scrubbed", "loss_baseline"))
         ci = bootstrap_ci(table, n_boot=n_boot, seed=seed)
         results.append(
             Result(
@@ -547,7 +548,7 @@ def reproduce(
     elif record["baseline_fingerprint"] != hypothesis_fingerprint(baseline):
         problems.append(f"baseline_fingerprint (the baseline {baseline.name!r} has a different structure)")
     if metric is None:
-        metric = record["metric"]
+        metric = str(record["metric"])
         if metric not in METRICS:
             problems.append(f"metric (the record used the custom metric {metric!r}: pass it as metric=)")
     elif record["metric"] != metric_name(metric):

@@ -37,7 +37,8 @@ def recovered(model: float, scrubbed: float, baseline: float) -> float:
 
 def per_example_losses(table: pd.DataFrame) -> np.ndarray:
     """``[N, 3]``: each example's model, scrubbed and baseline losses, averaged over seeds, in example order."""
-    return table.groupby("example")[["loss_model", "loss_scrubbed", "loss_baseline"]].mean().sort_index().to_numpy()
+    means = pd.DataFrame(table.groupby("example")[["loss_model", "loss_scrubbed", "loss_baseline"]].mean())
+    return means.sort_index().to_numpy()
 
 
 def resampled_recovered(*per: np.ndarray, n_boot: int = 1000, seed: int = 0) -> list[np.ndarray]:

@@ -200,6 +200,7 @@ class Sampler:
         self.node = node
         if self.kind in ("example", "position"):
             codes = values.codes
+            assert codes is not None  # an "example" or "position" feature always has codes
             if self.kind == "position":
                 # one group per (position, value): offset codes by position
                 t = codes.shape[1]
@@ -240,6 +241,6 @@ class Sampler:
             c = self._codes[ref]
         pick = self._starts[c] + np.floor(rng.random(ref.shape[0]) * self._counts[c]).astype(np.int64)
         out = self._order[pick]
-        if self.kind == "position":
+        if position is not None and self.kind == "position":
             out = out - position * self.n
         return out

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -321,6 +321,8 @@ def _import_module(target: str | Path) -> ModuleType:
     if path.suffix == ".py" and path.is_file():
         name = f"_scrub_suite_{path.stem}"
         spec = importlib.util.spec_from_file_location(name, path.resolve())
+        if spec is None or spec.loader is None:
+            raise SuiteError(f"{path}: Python cannot load this file as a module")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         try:
@@ -387,7 +389,7 @@ def find_case(target: str) -> Case:
     if isinstance(obj, Hypothesis):
         hypothesis: Callable[[], Hypothesis] = lambda: obj
     elif callable(obj):
-        hypothesis = obj
+        hypothesis = cast(Callable[[], Hypothesis], obj)
     else:
         raise SuiteError(f"{target!r} is a {type(obj).__name__}: name a Case, a Hypothesis or a function returning one")
     load_model, make_data = _loaders(module, target)
@@ -420,7 +422,7 @@ def collect(package: str, submodule: str = "suite") -> list[Case]:
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
         if not info.ispkg:
             continue
-        entry_dir = Path(info.module_finder.path) / info.name
+        entry_dir = Path(getattr(info.module_finder, "path", "")) / info.name
         if not ((entry_dir / f"{submodule}.py").is_file() or (entry_dir / submodule / "__init__.py").is_file()):
             continue
         module = importlib.import_module(f"{package}.{info.name}.{submodule}")
