@@ -91,7 +91,7 @@ def pruning(n: int, reps: int, device, rows: list, log=print) -> None:
     diff = float((out_pruned - out_full).abs().max())
     if diff > 1e-4:
         raise AssertionError(f"the pruned plan's logits differ from the unpruned plan's by {diff}")
-    rows.append(dict(common, metric="max |logit difference|, pruned vs unpruned", median=diff, min=diff, max=diff,
+    rows.append(dict(common, metric="max abs logit difference, pruned vs unpruned", median=diff, min=diff, max=diff,
                      reps=1))
     rows.append(dict(common, metric="executor_s, unpruned (1 run)", median=t_full, min=t_full, max=t_full, reps=1))
     rows.append(dict(common, metric="executor_s, pruned", **_stats(t_pruned)))
@@ -100,7 +100,7 @@ def pruning(n: int, reps: int, device, rows: list, log=print) -> None:
     rows.append(dict(common, metric="ratio, pruned / fixed-target plan (target ~1)", **_stats(ratio)))
     log(f"pruning   {case}: {len(full.instances)} -> {len(pruned.instances)} instances "
         f"(fixed-target plan {len(alone.instances)}); unpruned {t_full:.1f}s, pruned {Spread(t_pruned).fmt('s')}, "
-        f"fixed-target {Spread(t_alone).fmt('s')}; pruned/fixed {Spread(ratio).fmt()}; max |logit diff| {diff:.2g}")
+        f"fixed-target {Spread(t_alone).fmt('s')}; pruned/fixed {Spread(ratio).fmt()}; max abs logit difference {diff:.2g}")
 
 
 def main(argv=None) -> None:
