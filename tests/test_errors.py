@@ -114,7 +114,7 @@ def test_cycle(graph, tiny):
 
 
 def test_duplicate_name(graph, tiny):
-    h, out = hyp()
+    _h, out = hyp()
     out.add("a", model="a1.0")
     with pytest.raises(scrub.HypothesisError, match="already has a node"):
         out.add("a", model="a1.1")
@@ -181,7 +181,7 @@ def test_bad_dataset_inputs():
 
 def test_run_rejects_tokens_outside_the_vocabulary_and_long_sequences():
     m = small_model()
-    h, out = hyp()
+    h, _out = hyp()
     with pytest.raises(ValueError, match=r"vocabulary is 0\.\.6"):
         scrub.run(m, h, scrub.Dataset(torch.full((4, 3), 9), labels=torch.zeros(4, dtype=torch.long)))
     with pytest.raises(ValueError, match="n_ctx=8"):
@@ -191,7 +191,7 @@ def test_run_rejects_tokens_outside_the_vocabulary_and_long_sequences():
 def test_run_rejects_a_metric_of_the_wrong_shape_and_a_missing_label():
     m = small_model()
     data = scrub.Dataset(torch.zeros(4, 3, dtype=torch.long))
-    h, out = hyp()
+    h, _out = hyp()
     with pytest.raises(scrub.MetricError, match="needs labels"):
         scrub.run(m, h, data)
     with pytest.raises(scrub.MetricError, match=r"shape \(3,\)"):
@@ -203,7 +203,7 @@ def test_baseline_equal_to_the_model_is_an_error(tiny):
     graph = scrub.ModelGraph.from_model(m)
     b = scrub.Hypothesis("everything exact")
     b.output().add("all", model=[c for c in graph.components if c != "out"])
-    h, out = hyp()
+    h, _out = hyp()
     with pytest.raises(ValueError, match="zero denominator"):
         scrub.run(m, h, tiny, baseline=b)
 
@@ -247,7 +247,7 @@ def test_metric_returning_nan_is_rejected_before_the_model_runs(tiny, monkeypatc
         raise AssertionError("the model ran")
 
     monkeypatch.setattr(executor, "_forward", must_not_run)
-    h, out = hyp()
+    h, _out = hyp()
     with pytest.raises(scrub.MetricError, match=r"non-finite loss \(nan\) for example 0.*before running"):
         scrub.run(small_model(), h, tiny, metric=lambda logits, d: logits[:, 0] * float("nan"))
     with pytest.raises(scrub.MetricError, match=r"shape \(3,\)"):
@@ -334,7 +334,7 @@ def test_static_positions_are_ints_refused_at_add(positions, match):
 
 
 def test_static_positions_accept_python_numpy_and_tensor_ints():
-    h, out = hyp()
+    _h, out = hyp()
     for i, p in enumerate(([1, -1], np.array([1, -1]), torch.tensor([1, -1]), (np.int64(1), -1))):
         node = out.add(f"x{i}", model="a1.0", positions=p)
         assert node.positions == [1, -1] and all(type(v) is int for v in node.positions)
@@ -343,7 +343,7 @@ def test_static_positions_accept_python_numpy_and_tensor_ints():
 @pytest.mark.parametrize("kw", [dict(port="v"), dict(positions=[1]), dict(agree="c"), dict(model="a0.1"),
                                 dict(agree=scrub.Random())])
 def test_reattaching_an_existing_node_refuses_what_it_would_drop(kw):
-    h, out = hyp()
+    _h, out = hyp()
     a2 = out.add("a2", model="m1")
     x = out.add("a1", model="a1.0").add("x", model="a0.0", port="k")
     with pytest.raises(scrub.HypothesisError, match=f"node 'x': attaching an existing node takes no {next(iter(kw))}="):
@@ -361,7 +361,7 @@ def test_reattaching_an_existing_node_refuses_what_it_would_drop(kw):
     (dict(model="a1.0", agree=5), "agree= must be a function of the data, a column name"),
 ])
 def test_node_add_names_the_bad_argument(kw, match):
-    h, out = hyp()
+    _h, out = hyp()
     with pytest.raises(scrub.HypothesisError, match="node 'x': " + match):
         out.add("x", **kw)
 
@@ -538,7 +538,7 @@ def test_reproduce_catches_an_edited_record(M, D, recorded, edit, match):
 def test_reproduce_catches_another_hypothesis_of_the_same_name(M, D, recorded):
     other = scrub.Hypothesis("simple")
     other.output().add("a1", model="a1.1").add("a0", model="a0.0", port="k")
-    with pytest.raises(scrub.ReproductionError, match="hypothesis_fingerprint.*'simple' has the recorded name but"):
+    with pytest.raises(scrub.ReproductionError, match=r"hypothesis_fingerprint.*'simple' has the recorded name but"):
         scrub.reproduce(recorded, M, other, D)
     again = scrub.reproduce(recorded, M, simple(), D)  # the same one reproduces bit for bit
     assert again.loss_recovered == recorded.loss_recovered and again.record == recorded.record
@@ -573,7 +573,7 @@ def test_reproduce_refuses_fields_of_the_wrong_type(M, D, recorded, no_forward, 
 
 def test_score_check_of_the_score_field(M, D, recorded, no_forward):
     rec = {**recorded.record, "score": {**recorded.record["score"], "loss_model": "x"}}
-    with pytest.raises(scrub.ReproductionError, match="score.loss_model is str"):
+    with pytest.raises(scrub.ReproductionError, match=r"score\.loss_model is str"):
         scrub.reproduce(rec, M, simple(), D)
 
 
@@ -627,7 +627,7 @@ def test_load_model_refuses_a_malformed_header_config(saved, M, config, match):
 
 
 def test_load_model_refuses_bad_paths_and_devices(saved):
-    with pytest.raises(scrub.CheckpointError, match="path must be a file path.*got int 5"):
+    with pytest.raises(scrub.CheckpointError, match=r"path must be a file path.*got int 5"):
         scrub.load_model(5)
     with pytest.raises(scrub.CheckpointError, match="is a directory"):
         scrub.load_model(saved)
@@ -653,9 +653,9 @@ def test_a_bfloat16_model_hashes_its_raw_bytes(M):
 def test_assert_faithful_checks_its_bounds_before_running(M, D, no_forward):
     from scrub import testing
 
-    with pytest.raises(scrub.RunOptionsError, match="at_least must be a number.*'0.9'"):
+    with pytest.raises(scrub.RunOptionsError, match=r"at_least must be a number.*'0\.9'"):
         testing.assert_faithful(M, simple(), D, at_least="0.9")
-    with pytest.raises(scrub.RunOptionsError, match="at_least=0.9 is above at_most=0.5"):
+    with pytest.raises(scrub.RunOptionsError, match=r"at_least=0\.9 is above at_most=0\.5"):
         testing.assert_faithful(M, simple(), D, at_least=0.9, at_most=0.5)
     with pytest.raises(scrub.HypothesisError, match="call it"):
         testing.assert_faithful(M, simple, D)
@@ -679,7 +679,7 @@ def test_run_many_breakdown_and_names_refuse_the_wrong_kinds(M, D, no_forward):
 def test_reproduce_names_a_model_or_data_of_the_wrong_kind(D, recorded, no_forward):
     with pytest.raises(scrub.UnsupportedModelError, match="NoneType is not a supported TransformerLens model"):
         scrub.reproduce(recorded, None, simple(), D)
-    with pytest.raises(scrub.DatasetError, match="data must be a scrub.Dataset, got str"):
+    with pytest.raises(scrub.DatasetError, match=r"data must be a scrub\.Dataset, got str"):
         scrub.reproduce(recorded, small_model(), simple(), "D")
     with pytest.raises(scrub.HypothesisError, match="call it"):
         scrub.reproduce(recorded, small_model(), simple, D)

@@ -250,7 +250,7 @@ def test_features_anything(value):
         return
     assert fv.kind in ("example", "position")
     assert fv.codes.shape == ((N,) if fv.kind == "example" else (N, T)) and fv.codes.dtype == np.int64
-    assert fv.n_values >= 1 and 0 <= fv.codes.min() and fv.codes.max() < fv.n_values
+    assert fv.n_values >= 1 and fv.codes.min() >= 0 and fv.codes.max() < fv.n_values
 
 
 BAD_FEATURES = st.one_of(
@@ -412,12 +412,12 @@ def test_load_model_bytes(weights, blob, cut):
     raw = weights.read_bytes()
     bad = weights.with_name("bad.bin")
     bad.write_bytes(raw[: int(cut * len(raw))] if isinstance(blob, int) else blob)
-    with pytest.raises(scrub.CheckpointError, match="bad.bin"):
+    with pytest.raises(scrub.CheckpointError, match=r"bad\.bin"):
         scrub.load_model(bad)
 
 
 @fuzz(60)
-@given(key=st.sampled_from(list(scrub.checkpoint._CONFIG_KEYS) + ["other"]), value=wild)
+@given(key=st.sampled_from([*list(scrub.checkpoint._CONFIG_KEYS), "other"]), value=wild)
 def test_load_model_header_config(weights, key, value):
     FUZZ_COUNT["load_model: header config"] += 1
     from safetensors import safe_open
@@ -461,7 +461,7 @@ def is_usage_error(args: list[str]) -> bool:
         if rest[0] not in VALID_TARGETS:
             return True
         rest = rest[1:]
-    last = dict(zip(rest[::2], rest[1::2]))  # click keeps an option's last value
+    last = dict(zip(rest[::2], rest[1::2], strict=False))  # click keeps an option's last value
     if any(opt not in COMMAND_OPTIONS[cmd] for opt in rest[::2]):
         return True
     for opt, v in last.items():

@@ -46,7 +46,7 @@ def test_the_record_names_everything_a_rerun_needs(setup):
 
 
 def test_a_record_reproduces_the_score_bit_for_bit(setup):
-    model, data, r = setup
+    model, _data, r = setup
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         again = scrub.reproduce(json.dumps(r.record), model, naive(), make_data(120, seed=7))
@@ -69,7 +69,7 @@ def test_reproduce_names_what_does_not_match(setup):
         scrub.reproduce(r, model, naive(), make_data(120, seed=8))
     h = naive()
     h.name = "renamed"
-    with pytest.raises(scrub.ReproductionError, match="hypothesis.*'renamed'"):
+    with pytest.raises(scrub.ReproductionError, match=r"hypothesis.*'renamed'"):
         scrub.reproduce(r, model, h, data)
     changed = load_model()
     with torch.no_grad():
@@ -166,7 +166,7 @@ def test_run_many_equals_run_and_shares_the_clean_run_and_baseline(setup, monkey
         monkeypatch.setattr(experiment, "run_plan", count_plan)
         together = scrub.run_many(model, hs, data, seed=3, n_seeds=2, batch_size=4000, n_boot=200)
     assert calls == {"clean": 1, "plan": 2 + 3 * 2}  # baseline per seed, each hypothesis per seed
-    for a, b in zip(alone, together):
+    for a, b in zip(alone, together, strict=False):
         _same(a, b)
         assert a.record == b.record
     assert len({r.loss_recovered for r in together}) == 3
