@@ -198,13 +198,13 @@ def bench_more(results: Path | None = None) -> str:
         if path.parent == results and path.name in ("summary.csv", "scaling.csv"):
             continue
         rows = _read_csv(path)
-        if not rows or not SUMMARY_COLUMNS <= set(rows[0]):
+        if not rows or not set(rows[0]) >= SUMMARY_COLUMNS:
             continue
         rel = path.relative_to(ROOT).as_posix()
         md = path.with_suffix(".md")
         lines = md.read_text(encoding="utf-8").splitlines() if md.exists() else []
-        title = next((l.lstrip("# ").strip() for l in lines if l.startswith("# ")), path.stem)
-        setup = next((l.strip() for l in lines if l.startswith("`python")), "")
+        title = next((ln.lstrip("# ").strip() for ln in lines if ln.startswith("# ")), path.stem)
+        setup = next((ln.strip() for ln in lines if ln.startswith("`python")), "")
         out += [f"### {title}", "", f"From `{rel}`." + (f" {setup}" if setup else ""), ""]
         out += ["| case | N | metric | median | min..max | repeats |", "|---|---:|---|---:|---|---:|"]
         for r in rows:
@@ -245,7 +245,7 @@ def expand(markdown: str) -> str:
 # --- mkdocs hook events -------------------------------------------------------------------------
 
 
-def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001 (mkdocs' signature)
+def on_page_markdown(markdown: str, page, config, files) -> str:  # mkdocs' signature
     return expand(markdown)
 
 

@@ -128,8 +128,8 @@ def test_no_test_marker_only_before_fences() -> None:
     """A marker must sit directly above a python fence, or it silently marks nothing."""
     for p in pages():
         lines = p.read_text(encoding="utf-8").split("\n")
-        for i, l in enumerate(lines):
-            if l.strip() == NO_TEST:
+        for i, text in enumerate(lines):
+            if text.strip() == NO_TEST:
                 nxt = lines[i + 1] if i + 1 < len(lines) else ""
                 assert re.match(r"```(python|py)\b", nxt), f"{p.name}:{i + 1}: {NO_TEST} not directly above a python block"
 
@@ -206,10 +206,10 @@ def test_readme_is_a_front_page() -> None:
 def test_readme_links_resolve_and_reach_every_reference_page() -> None:
     text = README.read_text(encoding="utf-8")
     links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
-    local = [l for l in links if not re.match(r"[a-z]+:", l)]
-    broken = [l for l in local if not (ROOT / l).exists()]
+    local = [link for link in links if not re.match(r"[a-z]+:", link)]
+    broken = [link for link in local if not (ROOT / link).exists()]
     assert not broken, f"README links to files that do not exist: {broken}"
-    pages_linked = {(ROOT / l).resolve() for l in local}
+    pages_linked = {(ROOT / link).resolve() for link in local}
     unlinked = [p.name for p in (DOCS / "reference").glob("*.md") if p.resolve() not in pages_linked]
     assert not unlinked, f"README does not link to these reference pages: {unlinked}"
 
@@ -244,7 +244,7 @@ def test_zoo_table_is_every_case(gen) -> None:
     table = gen.zoo_table()
     rows = [r for r in table.split("\n")[2:]]
     assert len(rows) == len(hypotheses.CASES) > 0
-    for case, row in zip(hypotheses.CASES, rows):
+    for case, row in zip(hypotheses.CASES, rows, strict=True):
         lo, hi = case.expected
         assert row.startswith(f"| `{case.name}` | {case.kind} | ")
         assert f"{gen._pct(lo)} .. {gen._pct(hi)}" in row and f"{case.n} × {case.n_seeds}" in row
@@ -266,7 +266,7 @@ def test_benchmark_table_is_the_csv(gen) -> None:
         rows = list(csv.DictReader(f))
     table = gen.bench_table().split("\n")[2:]
     assert len(table) == len(rows) > 0
-    for r, line in zip(rows, table):
+    for r, line in zip(rows, table, strict=True):
         assert f"| {gen._num(r['median'])} |" in line and r["metric"].replace("|", "\\|") in line
     headline = gen.bench_headline()
     assert "speed-up vs naive recursion" in headline and "log-log slope" in headline
