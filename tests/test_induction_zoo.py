@@ -16,6 +16,7 @@ from hypotheses.induction.hypotheses import (
 )
 from hypotheses.induction.suite import CASES
 from scrub.executor import run_plan
+from scrub.reference import run_reference
 
 _CACHE: dict = {}
 _RESULTS: dict[str, scrub.Result] = {}
@@ -115,8 +116,8 @@ def test_induction_answers_are_the_labels_at_the_target():
 
 def test_the_plain_hypothesis_warns_on_varying_targets_and_scores_like_a_false_one():
     model = load_model()
-    data = make_varying_data(300, seed=1234)
-    with pytest.warns(scrub.AlignmentWarning, match=r"node 'induction heads': agree='label'.*of 300 references"):
+    data = make_varying_data(200, seed=1234)
+    with pytest.warns(scrub.AlignmentWarning, match=r"node 'induction heads': agree='label'.*of 200 references"):
         plain = scrub.run(model, naive(), data, seed=0, n_boot=200)
     aligned = _result(next(c for c in CASES if c.name == "induction/varying/naive"))
     assert plain.loss_recovered < 0.35 and aligned.loss_recovered > 0.7
@@ -151,5 +152,7 @@ def test_the_per_position_plan_keeps_only_the_copies_at_the_targets():
         # the examples are the unpruned copies' at each reference's target
         copies = {i.position: i for i in full.instances if i.node.name == "induction heads"}
         assert np.array_equal(heads.examples, [copies[p].examples[r] for r, p in enumerate(data.target_pos.tolist())])
-    a, b = run_plan(model, full, data), run_plan(model, pruned, data)
-    assert (a - b).abs().max().item() < 1e-5  # the same samples; only batch composition rounds differently
+        assert np.array_equal(heads.random, [copies[p].random[r] for r, p in enumerate(data.target_pos.tolist())])
+    # (that the logits are then the unpruned plan's, bit for bit, is tested on a hand-set model in
+    # test_positions.py; the unpruned plan is too slow to run here)
+    assert (run_plan(model, pruned, data)[:4] - run_reference(model, pruned, data, range(4))).abs().max() < 1e-4
