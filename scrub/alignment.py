@@ -39,8 +39,10 @@ per-position copy at ``tp(x)``, and the copies at other positions, which nothing
 are not computed (see :func:`scrub.make_plan`).
 
 :class:`AlignmentWarning` is raised by :func:`scrub.make_plan` (``warn=True``) when the targets vary
-and a node with a plain per-example feature is read at the scored position, or when a
-``positions=`` function is read on parent examples whose positions differ from the reference's.
+and, on the sampled plan: a node with a plain per-example feature is read at the scored position
+(counting the references whose agreeing example is scored elsewhere); a per-example ``at_target``
+feature sits under a parent whose example is scored elsewhere; or a ``positions=`` function is read
+on parent examples whose positions differ from the reference's.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ class AtTarget:
             )
         self.feature = feature
         self.__name__ = f"at_target({getattr(feature, '__name__', feature)!s})"
+        #: ``"example"`` or ``"position"``: the wrapped feature's shape on the data last seen
+        self.inner_kind: str | None = None
 
     def __call__(self, data) -> np.ndarray:
         from scrub.sampling import evaluate_feature
@@ -92,6 +96,7 @@ class AtTarget:
         n, t = len(data), data.seq_len
         codes = values.codes
         assert codes is not None  # a column or a function: per example or per position
+        self.inner_kind = values.kind
         if values.kind == "position":
             return codes
         tp = data.target_pos.numpy() % t
@@ -144,6 +149,16 @@ def misaligned_example_feature(node: str, feature: Any, n_bad: int, n: int) -> N
         f"target elsewhere, so its value there is not the feature's. Write agree=scrub.at_target({what}) "
         "(agreeing examples then share the target position), or a per-position feature [N, T] wrapped in "
         "scrub.at_target. If the feature is really the same at every position, pass warn=False."
+    )
+
+
+def misaligned_at_target(node: str, feature: Any, n_bad: int, n: int) -> None:
+    """Warn that a per-example ``at_target`` feature sits under a parent whose examples are scored elsewhere."""
+    _warn(
+        f"node {node!r}: agree={feature!r} is a per-example value claimed at the reference's target position, "
+        f"but for {n_bad} of {n} references its parent's example has its target elsewhere, so no example agrees "
+        "with it there. Give this node a per-position feature [N, T] (scrub.at_target accepts one), or claim the "
+        "parent with a per-example scrub.at_target feature too."
     )
 
 

@@ -460,6 +460,7 @@ def _check_alignment(walked, samplers, masks, by_reference, tp: np.ndarray, n: i
         return
     example_bad: dict[int, tuple[Node, np.ndarray]] = {}
     positions_bad: dict[int, tuple[Node, np.ndarray]] = {}
+    target_bad: dict[int, tuple[Node, np.ndarray]] = {}
     for w in walked:
         if w.parent is None or w.active is None or not w.active.any():
             continue
@@ -467,6 +468,11 @@ def _check_alignment(walked, samplers, masks, by_reference, tp: np.ndarray, n: i
         if samplers[id(node)].kind == "example" and not isinstance(node.agree, AtTarget) and w.at_score:
             bad = w.active & (tp[w.examples] != tp)
             prev = example_bad.setdefault(id(node), (node, np.zeros(n, dtype=bool)))[1]
+            prev |= bad
+        agree = node.agree
+        if isinstance(agree, AtTarget) and agree.inner_kind == "example" and w.parent is not root:
+            bad = w.active & (tp[w.parent.examples] != tp)
+            prev = target_bad.setdefault(id(node), (node, np.zeros(n, dtype=bool)))[1]
             prev |= bad
         pm = masks.get(id(node))
         if pm is not None and pm.ndim == 2 and id(node) not in by_reference and w.parent is not root:
@@ -476,6 +482,9 @@ def _check_alignment(walked, samplers, masks, by_reference, tp: np.ndarray, n: i
     for node, bad in example_bad.values():
         if bad.any():
             alignment.misaligned_example_feature(node.name, node.agree, int(bad.sum()), n)
+    for node, bad in target_bad.values():
+        if bad.any():
+            alignment.misaligned_at_target(node.name, node.agree, int(bad.sum()), n)
     for node, bad in positions_bad.values():
         if bad.any():
             alignment.misaligned_positions(node.name, int(bad.sum()), n)

@@ -150,6 +150,29 @@ def test_a_positions_function_read_on_examples_with_other_targets_warns(model, d
         scrub.make_plan(h, scrub.ModelGraph.from_model(model), data, seed=0)
 
 
+def test_a_per_example_at_target_feature_under_a_per_position_parent_warns(model, data):
+    """The parent's examples agree per position, so most are scored elsewhere: a per-example value
+    claimed at the reference's target has nothing to agree with there."""
+    h = scrub.Hypothesis("per-example child of a per-position parent")
+    head = h.output().add("copier", model="a0.0", agree=scrub.at_target(previous_tokens))
+    head.add("values", model="embed", port="v", agree=scrub.at_target("label"))
+    graph = scrub.ModelGraph.from_model(model)
+    with pytest.warns(scrub.AlignmentWarning, match=r"node 'values': agree=at_target\(label\).* of 600 references"):
+        plan = scrub.make_plan(h, graph, data, seed=0)
+    tp = data.target_pos.numpy()
+    n_bad = int((tp[plan.instances[1].examples] != tp).sum())
+    assert n_bad > 300
+    with pytest.warns(scrub.AlignmentWarning, match=rf"for {n_bad} of 600 references"):
+        scrub.make_plan(h, graph, data, seed=0)
+    # under a per-example at_target parent every example shares the target: no warning
+    ok = scrub.Hypothesis("aligned chain")
+    head = ok.output().add("copier", model="a0.0", agree=scrub.at_target("label"))
+    head.add("query position", model="pos", port="q", agree=scrub.at_target("target"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", scrub.AlignmentWarning)
+        scrub.make_plan(ok, graph, data, seed=0)
+
+
 def test_fixed_targets_never_warn(model):
     d = varying_data(200)
     fixed = scrub.Dataset(d.tokens, d.tokens[:, -2], target_pos=torch.full((200,), T - 1),
