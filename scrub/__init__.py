@@ -8,26 +8,36 @@ and read the fraction of loss it recovers with a confidence interval::
     result = scrub.run(model, h, data, seed=0)
 """
 
-from scrub.alignment import AlignmentWarning, at_target
 from importlib import metadata as _metadata
 
+from scrub.alignment import AlignmentWarning, at_target
 from scrub.architecture import Architecture, from_hf, supported_architectures
+from scrub.breakdown import breakdown
 from scrub.checkpoint import build_model, load_model, save_model
 from scrub.dataset import Dataset
 from scrub.errors import (
-    BaselineError, CheckpointError, DatasetError, RunOptionsError, ScrubError, UnsupportedModelError,
+    BaselineError,
+    CheckpointError,
+    DatasetError,
+    RunOptionsError,
+    ScrubError,
+    UnsupportedModelError,
 )
 from scrub.executor import ExecutionError
 from scrub.experiment import ReproductionError, fully_scrubbed, reproduce, run, run_many
 from scrub.graph import GraphError, ModelGraph
 from scrub.hypothesis import Hypothesis, HypothesisError, Node
 from scrub.metrics import MetricError
+from scrub.options import RunOptions
 from scrub.plan import Plan, make_plan
+from scrub.report import write_html
 from scrub.result import Result
 from scrub.sampling import Exact, FeatureError, Random
+from scrub.suite import Case, run_suite
+from scrub.testing import assert_faithful
 
 __all__ = [
-    "Dataset", "ModelGraph", "Hypothesis", "Node", "Exact", "Random", "at_target", "AlignmentWarning", "run", "run_many", "reproduce", "Result", "Plan", "make_plan",
+    "Dataset", "ModelGraph", "Hypothesis", "Node", "Exact", "Random", "at_target", "AlignmentWarning", "run", "run_many", "RunOptions", "breakdown", "Case", "run_suite", "assert_faithful", "write_html", "reproduce", "Result", "Plan", "make_plan",
     "fully_scrubbed", "build_model", "load_model", "save_model", "from_hf", "Architecture", "supported_architectures",
     "HypothesisError", "GraphError", "FeatureError", "MetricError", "ExecutionError", "ReproductionError",
     "ScrubError", "DatasetError", "RunOptionsError", "BaselineError", "UnsupportedModelError", "CheckpointError",

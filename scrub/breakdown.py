@@ -24,6 +24,7 @@ from scrub.dataset import Dataset
 from scrub.errors import HypothesisError, RunOptionsError
 from scrub.hypothesis import Hypothesis
 from scrub.metrics import Metric
+from scrub.options import RunOptions, resolve_options
 from scrub.result import Result, per_example_losses, percentile_interval, resampled_recovered
 
 __all__ = ["breakdown", "COLUMNS"]
@@ -41,19 +42,20 @@ def breakdown(
     claims: Sequence[str] | None = None,
     full: Result | None = None,
     alone: bool = True,
-    seed: int = 0,
-    n_seeds: int = 1,
+    options: RunOptions | None = None,
+    seed: int | None = None,
+    n_seeds: int | None = None,
     baseline: Hypothesis | None = None,
-    metric: Metric = "loss",
+    metric: Metric | None = None,
     batch_size: int | None = None,
-    n_boot: int = 1000,
+    n_boot: int | None = None,
     progress: bool | None = False,
     on_step: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Score each claim of ``hypothesis`` alone, and the score lost without it.
 
     Args:
-        model, hypothesis, data, seed, n_seeds, baseline, metric, batch_size: as for :func:`scrub.run`.
+        model, hypothesis, data, options, seed, n_seeds, baseline, metric, batch_size: as for :func:`scrub.run`.
         claims: node names to break down (default: ``hypothesis.leaves()``, the claims).
         full: the result of the full hypothesis with these same arguments, if already run
             (saves one run; its seeds must match).
@@ -68,18 +70,19 @@ def breakdown(
         ``full - without``; each with its 95% percentile-bootstrap interval (``_lo``, ``_hi``;
         ``lost``'s is paired). ``attrs`` holds ``hypothesis``, ``full`` (the score) and ``full_ci``.
     """
-    from scrub.experiment import _check_hypothesis, check_run_options, run_many
+    from scrub.experiment import _check_hypothesis, run_many
 
     hypothesis = _check_hypothesis(hypothesis)
-    opts = check_run_options(seed=seed, n_seeds=n_seeds, batch_size=batch_size, n_boot=n_boot, progress=progress)
-    seed, n_seeds = opts["seed"], opts["n_seeds"]
+    opts = resolve_options(options, seed=seed, n_seeds=n_seeds, metric=metric, batch_size=batch_size, n_boot=n_boot,
+                           progress=progress)
+    seed, n_boot = opts.seed, opts.n_boot
     if isinstance(claims, str):
         claims = [claims]
     names = list(hypothesis.leaves() if claims is None else claims)
     if not names:
         raise HypothesisError(f"breakdown: hypothesis {hypothesis.name!r} has no claims (leaf nodes) to break down")
     hypothesis._check_names(names)
-    seeds = [seed + k for k in range(n_seeds)]
+    seeds = opts.seeds
     if full is not None and not isinstance(full, Result):
         raise RunOptionsError(f"breakdown: full must be the scrub.Result of the full hypothesis, got {type(full).__name__}")
     if full is not None and (list(full.seeds) != seeds or full.n_examples != len(data)):
@@ -95,10 +98,7 @@ def breakdown(
     if on_step is not None:
         on_step(f"{len(todo)} hypotheses: " + ", ".join(label for label, _ in todo))
     # one clean run and one baseline for all of them, and the same samples: paired differences
-    results = iter(run_many(
-        model, [h for _, h in todo], data, seed=seed, n_seeds=n_seeds, baseline=baseline, metric=metric,
-        batch_size=batch_size, progress=progress, n_boot=n_boot,
-    ))
+    results = iter(run_many(model, [h for _, h in todo], data, options=opts, baseline=baseline))
     full = full if full is not None else next(results)
     full_per = per_example_losses(full.per_example)
     rows = []

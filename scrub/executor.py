@@ -417,7 +417,7 @@ def run_plan(
     data: Dataset,
     *,
     batch_size: int | None = None,
-    progress: bool = False,
+    progress: bool | None = False,
     desc: str = "scrubbing",
 ) -> torch.Tensor:
     """The scrubbed model's logits at each reference's target position, ``[N, vocab]``.
@@ -441,7 +441,8 @@ def run_plan(
     needs_mlp_in = any(k[0] == "mlp" for k in lay.patches)
     chunks = list(_chunks(plan.n, per_chunk))
     with torch.inference_mode(), _mlp_in_hooks(model, arch, needs_mlp_in):
-        for refs in tqdm(chunks, desc=desc, disable=not progress or len(chunks) < 2, leave=False):
+        quiet = True if progress is False or len(chunks) < 2 else (None if progress is None else False)  # None: on a terminal
+        for refs in tqdm(chunks, desc=desc, disable=quiet, leave=False):
             chunk = _Chunk(model, arch, plan, lay, refs, device)
             if lay.gathered:
                 chunk.gather(data.tokens[torch.from_numpy(examples[lay.gathered][:, refs].reshape(-1))].to(device))

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scrub.checkpoint import check_device, model_config, weights_hash
+from scrub.checkpoint import model_config, weights_hash
 from scrub.dataset import Dataset
 from scrub.errors import (
     BaselineError,
@@ -25,23 +25,19 @@ from scrub.errors import (
     ReproductionError,
     RunOptionsError,
 )
-from scrub.executor import _layout, default_batch_size, model_device, run_clean, run_plan
+from scrub.executor import default_batch_size, model_device, n_blocks, run_clean, run_plan
 from scrub.graph import ModelGraph
 from scrub.hypothesis import Hypothesis
 from scrub.metrics import METRICS, Metric, check_metric, metric_name, per_example
+from scrub.options import MAX_SEEDS, RunOptions, check_run_options, resolve_options
 from scrub.plan import make_plan
-from scrub.result import MIN_BOOT, Result, bootstrap_ci, recovered
+from scrub.result import Result, bootstrap_ci, recovered
 from scrub.sampling import Exact, Random
 
 __all__ = [
     "run", "run_many", "reproduce", "fully_scrubbed", "check_data", "check_run_options", "hypothesis_fingerprint",
     "ReproductionError", "MAX_SEEDS",
 ]
-
-#: The most sampling seeds one run pools. Every seed is a full set of forward passes over the data
-#: and pooling more seeds only shrinks the sampling noise, not the spread over examples that the
-#: interval measures: a larger count is a typo (``n_seeds=10**7`` would run for days).
-MAX_SEEDS = 1000
 
 _T = TypeVar("_T")
 
@@ -85,45 +81,6 @@ def _data_hash(data: Dataset) -> str:
         except TypeError:  # unhashable cells (lists, dicts): hash their text, which is stable for equal values
             h.update("\x1f".join(map(repr, col.tolist())).encode())
     return h.hexdigest()
-
-
-def _int_option(name: str, value, lo: int, hi: int | None, why: str = "") -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise RunOptionsError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    value = int(value)
-    if value < lo or (hi is not None and value > hi):
-        rng = f"{lo}..{hi}" if hi is not None else f"at least {lo}"
-        raise RunOptionsError(f"{name} must be {rng}, got {value}{why}")
-    return value
-
-
-def check_run_options(
-    *, seed=0, n_seeds=1, batch_size=None, n_boot=1000, device=None, progress=None
-) -> dict[str, Any]:
-    """Validate :func:`run`'s options before anything runs; returns them normalised (numpy ints as ints).
-
-    Raises :class:`RunOptionsError` naming the option: ``seed`` a non-negative int (not a bool),
-    ``n_seeds`` an int in ``1..MAX_SEEDS``, ``batch_size`` None or a positive int, ``n_boot`` an int
-    of at least :data:`~scrub.result.MIN_BOOT`, ``device`` None, a string or a torch.device that is
-    available here (not ``'meta'``), ``progress`` None or a bool.
-    """
-    out = {
-        "seed": _int_option("seed", seed, 0, None),
-        "n_seeds": _int_option(
-            "n_seeds", n_seeds, 1, MAX_SEEDS,
-            " (each seed is a full set of forward passes; more seeds shrink only the sampling noise)"
-            if not isinstance(n_seeds, bool) and isinstance(n_seeds, (int, np.integer)) and n_seeds > MAX_SEEDS else "",
-        ),
-        "batch_size": None if batch_size is None else _int_option("batch_size", batch_size, 1, None),
-        "n_boot": _int_option(
-            "n_boot", n_boot, MIN_BOOT, None,
-            f" (a 95% interval needs at least {MIN_BOOT} bootstrap resamples to have meaningful 2.5% and 97.5% points)",
-        ),
-        "device": check_device(device),
-    }
-    if progress is not None and not isinstance(progress, (bool, np.bool_)):
-        raise RunOptionsError(f"progress must be True, False or None, got {type(progress).__name__} {progress!r}")
-    return out
 
 
 def _check_hypothesis(h, what: str = "hypothesis") -> Hypothesis:
@@ -185,19 +142,23 @@ def run(
     hypothesis: Hypothesis,
     data: Dataset,
     *,
+    options: RunOptions | None = None,
     baseline: Hypothesis | None = None,
-    metric: Metric = "loss",
-    seed: int = 0,
-    n_seeds: int = 1,
+    metric: Metric | None = None,
+    seed: int | None = None,
+    n_seeds: int | None = None,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     progress: bool | None = None,
-    n_boot: int = 1000,
+    n_boot: int | None = None,
 ) -> Result:
     """Causally scrub ``model`` under ``hypothesis`` on ``data``.
 
     Args:
-        model: a TransformerLens ``TransformerBridge`` (or a model with its hook names).
+        model: a TransformerLens ``TransformerBridge`` (native, or a HuggingFace model wrapped by
+            :func:`scrub.from_hf`).
+        options: a :class:`~scrub.RunOptions` holding the options below; each keyword that is
+            given (not None) overrides its field. Defaults: ``RunOptions()``.
         hypothesis: the :class:`~scrub.Hypothesis` to test.
         data: the :class:`~scrub.Dataset`; every example is a reference once per seed.
         baseline: the hypothesis whose loss counts as 0% recovered; default: fully scrubbed
@@ -229,10 +190,9 @@ def run(
     Everything is validated (options, hypothesis against the model's graph, features and
     positions on the data, the metric) before any model runs.
     """
-    (result,) = run_many(
-        model, [hypothesis], data, baseline=baseline, metric=metric, seed=seed, n_seeds=n_seeds,
-        batch_size=batch_size, device=device, progress=progress, n_boot=n_boot,
-    )
+    opts = resolve_options(options, metric=metric, seed=seed, n_seeds=n_seeds, batch_size=batch_size, device=device,
+                           progress=progress, n_boot=n_boot)
+    (result,) = run_many(model, [hypothesis], data, options=opts, baseline=baseline)
     return result
 
 
@@ -241,14 +201,15 @@ def run_many(
     hypotheses: Sequence[Hypothesis],
     data: Dataset,
     *,
+    options: RunOptions | None = None,
     baseline: Hypothesis | None = None,
-    metric: Metric = "loss",
-    seed: int = 0,
-    n_seeds: int = 1,
+    metric: Metric | None = None,
+    seed: int | None = None,
+    n_seeds: int | None = None,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     progress: bool | None = None,
-    n_boot: int = 1000,
+    n_boot: int | None = None,
 ) -> list[Result]:
     """:func:`run` for several hypotheses on the same model, data and seeds.
 
@@ -265,14 +226,15 @@ def run_many(
     if not hypotheses:
         raise HypothesisError("run_many needs at least one hypothesis")
     baseline = fully_scrubbed() if baseline is None else _check_hypothesis(baseline, "baseline")
-    opts = check_run_options(seed=seed, n_seeds=n_seeds, batch_size=batch_size, n_boot=n_boot, device=device,
-                             progress=progress)
-    seed, n_seeds, batch_size, n_boot = (opts[k] for k in ("seed", "n_seeds", "batch_size", "n_boot"))
-    target: torch.device | None = opts["device"]
+    opts = resolve_options(options, metric=metric, seed=seed, n_seeds=n_seeds, batch_size=batch_size, device=device,
+                           progress=progress, n_boot=n_boot)
+    seed, n_seeds, batch_size, n_boot, metric = opts.seed, opts.n_seeds, opts.batch_size, opts.n_boot, opts.metric
+    progress = opts.progress
+    target: torch.device | None = opts.torch_device
     graph = ModelGraph.from_model(model)
     check_data(model, data)
     check_metric(metric, data, _n_outputs(model))
-    seeds = [seed + k for k in range(n_seeds)]
+    seeds = opts.seeds
     # the baseline is sampled with the same seed: common random numbers (an identical hypothesis
     # gives identical samples, and the ratio's variance shrinks)
     plans = [[make_plan(h, graph, data, s) for s in seeds] for h in hypotheses]
@@ -280,18 +242,21 @@ def run_many(
     if target is not None:
         _move(model, target)
     rows = [batch_size or default_batch_size(model, data.seq_len)]  # shrinks if a pass does not fit in memory
-    masked = data.attention_mask is not None
-    floor = max(_layout(p, masked).n_blocks for p in [*base_plans, *(p for ps in plans for p in ps)])
+    floor = max(n_blocks(p, data) for p in [*base_plans, *(p for ps in plans for p in ps)])
 
     def scrub(plan, desc: str) -> np.ndarray:
-        logits = _fitting(
-            lambda b: run_plan(model, plan, data, batch_size=b, progress=bool(progress), desc=desc), rows, floor, model
-        )
-        return per_example(metric, logits, data, model_logits)
+        try:
+            logits = _fitting(
+                lambda b: run_plan(model, plan, data, batch_size=b, progress=progress, desc=desc), rows, floor, model
+            )
+            return per_example(metric, logits, data, model_logits)
+        except Exception as exc:  # say which run failed, keeping the error's type
+            exc.add_note(f"while scoring {desc} on {len(data)} examples")
+            raise
 
     model_logits = _fitting(lambda b: run_clean(model, data, batch_size=b), rows, 1, model)
     loss_model = per_example(metric, model_logits, data, model_logits)
-    loss_base = [scrub(p, f"baseline (seed {s})") for s, p in zip(seeds, base_plans, strict=True)]
+    loss_base = [scrub(p, f"the baseline {baseline.name!r} (seed {s})") for s, p in zip(seeds, base_plans, strict=True)]
     lm, lb = float(loss_model.mean()), float(np.mean(loss_base))
     if abs(lb - lm) <= 1e-6 * max(1.0, abs(lm)):  # float noise of an identical computation
         raise BaselineError(
@@ -316,7 +281,7 @@ def run_many(
                         "example": np.arange(len(data)),
                         "seed": s,
                         "loss_model": loss_model,
-                        "loss_scrubbed": scrub(p, f"{h.name} (seed {s})"),
+                        "loss_scrubbed": scrub(p, f"hypothesis {h.name!r} (seed {s})"),
                         "loss_baseline": base,
                     }
                 )
@@ -566,8 +531,7 @@ def reproduce(
         warnings.warn(msg + "; the score may differ in its last bits", stacklevel=2)
     try:
         again = run(
-            model, hypothesis, data, baseline=baseline, metric=metric, seed=record["seed"],
-            n_seeds=record["n_seeds"], batch_size=record["batch_size"], n_boot=record["n_boot"], progress=False,
+            model, hypothesis, data, baseline=baseline, options=RunOptions.from_record(record, metric=metric),
         )
     except RunOptionsError as exc:
         raise ReproductionError(f"the record's run options are not valid: {exc}") from exc

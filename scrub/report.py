@@ -343,7 +343,7 @@ def _model_positions(graph) -> dict[str, tuple[float, float]]:
     for stage in {graph.stage(n) for n in comps}:
         members = [n for n in comps if graph.stage(n) == stage]
         xs = sorted(float(pos[n][0]) for n in members)  # the layout's slots, filled in head order
-        for n, x in zip(sorted(members, key=lambda n: (graph.head(n) or 0, n)), xs):
+        for n, x in zip(sorted(members, key=lambda n: (graph.head(n) or 0, n)), xs, strict=True):
             out[n] = (x, float(pos[n][1]))
     return out
 
@@ -538,7 +538,7 @@ def _histogram_svg(diff: np.ndarray) -> str:
             continue
         parts.append(f"<line x1='{left}' x2='{left + pw}' y1='{y(t):.1f}' y2='{y(t):.1f}' stroke='#e3e7eb'/>")
         parts.append(f"<text x='{left - 6}' y='{y(t) + 4:.1f}' class='tick' text-anchor='end'>{t:g}</text>")
-    for c, a, b in zip(counts, edges[:-1], edges[1:]):
+    for c, a, b in zip(counts, edges[:-1], edges[1:], strict=True):
         if c == 0:
             continue
         colour = "#1f77b4" if b <= 0 else ("#d62728" if a >= 0 else "#9467bd")

@@ -36,6 +36,7 @@ import pandas as pd
 from scrub.dataset import Dataset
 from scrub.errors import HypothesisError, ScrubError
 from scrub.hypothesis import Hypothesis
+from scrub.options import RunOptions
 from scrub.result import Result
 
 __all__ = [
@@ -150,22 +151,19 @@ class Case:
         """
         from scrub.experiment import run
 
+        opts = self.options(n_seeds=n_seeds, seed=seed, progress=progress)
         model, data = self.load(n=n, cache=cache)
         hypothesis = self.hypothesis()
         if not isinstance(hypothesis, Hypothesis):
             raise HypothesisError(
                 f"case {self.name!r}: hypothesis() returned {type(hypothesis).__name__}, not a scrub.Hypothesis"
             )
-        return run(
-            model,
-            hypothesis,
-            data,
-            baseline=None if self.baseline is None else self.baseline(),
-            metric=self.metric,
-            seed=self.seed if seed is None else seed,
-            n_seeds=self.n_seeds if n_seeds is None else n_seeds,
-            progress=progress,
-        )
+        return run(model, hypothesis, data, options=opts, baseline=None if self.baseline is None else self.baseline())
+
+    def options(self, *, n_seeds: int | None = None, seed: int | None = None, progress: bool | None = False) -> RunOptions:
+        """The :class:`~scrub.RunOptions` the case is scored with (``n_seeds`` and ``seed`` override its own)."""
+        return RunOptions(seed=self.seed if seed is None else seed, n_seeds=self.n_seeds if n_seeds is None else n_seeds,
+                          metric=self.metric, progress=progress)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from scrub.dataset import Dataset
 from scrub.errors import DatasetError, RunOptionsError
 from scrub.hypothesis import Hypothesis
 from scrub.metrics import Metric
+from scrub.options import RunOptions, resolve_options
 from scrub.result import Result
 from scrub.suite import Case, load_suite, select
 
@@ -94,11 +95,12 @@ def assert_faithful(
     *,
     at_most: float | None = None,
     n: int | None = None,
-    seed: int = 0,
-    n_seeds: int = 1,
+    options: RunOptions | None = None,
+    seed: int | None = None,
+    n_seeds: int | None = None,
     data_seed: int = 1234,
     baseline: Hypothesis | None = None,
-    metric: Metric = "loss",
+    metric: Metric | None = None,
     batch_size: int | None = None,
     explain: bool = True,
 ) -> Result:
@@ -114,7 +116,7 @@ def assert_faithful(
             use it to assert that a false hypothesis is caught.
         n, seed, n_seeds: examples and sampling seeds; ``--scrub-n``/``--scrub-seeds`` (or
             :func:`configure`) override ``n`` and ``n_seeds``.
-        baseline, metric, batch_size: as for :func:`scrub.run`.
+        options, baseline, metric, batch_size: as for :func:`scrub.run`.
         explain: on failure, score the hypothesis without each claim (same seeds) to name the
             claim whose removal loses the most.
 
@@ -140,8 +142,8 @@ def assert_faithful(
     n = _options.n if _options.n is not None else n
     n_seeds = _options.n_seeds if _options.n_seeds is not None else n_seeds
     ds = _resolve_data(data, n, data_seed)
-    result = run(model, hypothesis, ds, baseline=baseline, metric=metric, seed=seed, n_seeds=n_seeds,
-                 batch_size=batch_size, progress=False)
+    opts = resolve_options(options, seed=seed, n_seeds=n_seeds, metric=metric, batch_size=batch_size, progress=False)
+    result = run(model, hypothesis, ds, options=opts, baseline=baseline)
     lo, hi = result.ci
     failures = []
     if at_least is not None and lo < at_least:
@@ -154,8 +156,7 @@ def assert_faithful(
     if explain and hypothesis.leaves():
         from scrub.breakdown import breakdown
 
-        table = breakdown(model, hypothesis, ds, full=result, alone=False, seed=seed, n_seeds=n_seeds,
-                          baseline=baseline, metric=metric, batch_size=batch_size)
+        table = breakdown(model, hypothesis, ds, full=result, alone=False, options=opts, baseline=baseline)
     raise ScrubAssertionError(_message(result, failures, table), result, table)
 
 
