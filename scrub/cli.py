@@ -52,11 +52,7 @@ def demo(
     typer.echo(f"model: hypotheses/induction (2-layer attention-only); data: {data}")
     typer.echo(h.describe())
     result = scrub.run(model, h, data, seed=seed, n_seeds=n_seeds)
-    lo, hi = result.ci
-    typer.echo(f"loss, model:          {result.loss_model:.4f}")
-    typer.echo(f"loss, scrubbed:       {result.loss_scrubbed:.4f}")
-    typer.echo(f"loss, baseline:       {result.loss_baseline:.4f}  ({result.baseline})")
-    typer.echo(f"fraction recovered:   {result.loss_recovered:.1%}  (95% CI {lo:.1%} .. {hi:.1%})")
+    typer.echo(result.summary())
     typer.echo(f"  {result.ci_method}; plan: {result.plan_size}")
 
 
@@ -110,15 +106,11 @@ def run_one(
     if r is None:
         err.print(f"[bold red]{cr.status}[/]: {cr.message}")
         raise typer.Exit(1)
-    lo, hi = r.ci
-    console.print(f"{r.hypothesis}  [dim]({case.name}; N={r.n_examples}, seeds={r.seeds}, {cr.seconds:.1f} s)[/]")
-    console.print(f"loss, model:          {r.loss_model:.4f}")
-    console.print(f"loss, scrubbed:       {r.loss_scrubbed:.4f}")
-    console.print(f"loss, baseline:       {r.loss_baseline:.4f}  ({r.baseline})")
-    console.print(f"fraction recovered:   [bold]{r.loss_recovered:.1%}[/]  (95% CI {lo:.1%} .. {hi:.1%})")
+    console.print(f"{r.hypothesis}  [dim]({case.name}; {cr.seconds:.1f} s)[/]")
+    console.print(r.summary(), markup=False, highlight=False)
     if math.isfinite(case.expected[0]) or math.isfinite(case.expected[1]):
         mark = "[green]inside[/]" if cr.status == "pass" else "[bold red]outside[/]"
-        console.print(f"expected:             {case.expected[0]:.1%} .. {case.expected[1]:.1%}  ({mark})")
+        console.print(f"  expected: {case.expected[0]:.1%} .. {case.expected[1]:.1%} ({mark})")
     if table is not None:
         console.print(_breakdown_table(table))
     moved = _write_outputs(outcome, console, json_path, csv_path, compare_path, breakdowns={case.name: table})

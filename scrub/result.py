@@ -145,11 +145,27 @@ class Result:
             "record": self.record,
         }
 
-    def __str__(self) -> str:
+    def summary(self) -> str:
+        """The one way scrub prints a result (``str(result)``, the CLI, failed assertions)::
+
+            fraction of loss recovered: 88.2% (95% CI 86.9% .. 89.5%; N=200, seeds=[0])
+              loss: model 0.3112, scrubbed 0.5213, baseline 2.0000 (fully scrubbed)
+        """
         lo, hi = self.ci
         return (
-            f"{self.hypothesis}: {self.loss_recovered:.1%} of {self.metric} recovered "
-            f"(95% CI {lo:.1%} .. {hi:.1%}; N={self.n_examples}, seeds={self.seeds})\n"
-            f"  model {self.loss_model:.4f}   scrubbed {self.loss_scrubbed:.4f}   "
-            f"baseline ({self.baseline}) {self.loss_baseline:.4f}"
+            f"fraction of {self.metric} recovered: {self.loss_recovered:.1%} (95% CI {lo:.1%} .. {hi:.1%}; "
+            f"N={self.n_examples}, seeds={self.seeds})\n"
+            f"  {self.metric}: model {self.loss_model:.4f}, scrubbed {self.loss_scrubbed:.4f}, "
+            f"baseline {self.loss_baseline:.4f} ({self.baseline})"
         )
+
+    def __str__(self) -> str:
+        return f"hypothesis {self.hypothesis!r}\n{self.summary()}"
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when every figure, the record and the per-example table are equal."""
+        if not isinstance(other, Result):
+            return NotImplemented
+        return self.to_dict() == other.to_dict() and self.per_example.equals(other.per_example)
+
+    __hash__ = None  # type: ignore[assignment]

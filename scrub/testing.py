@@ -161,14 +161,8 @@ def assert_faithful(
 
 
 def _message(result: Result, failures: list[str], table: pd.DataFrame | None) -> str:
-    lo, hi = result.ci
-    lines = [
-        f"hypothesis {result.hypothesis!r} is not as faithful as asserted: " + "; ".join(failures),
-        f"  fraction of {result.metric} recovered: {result.loss_recovered:.1%} (95% CI {lo:.1%} .. {hi:.1%}; "
-        f"N={result.n_examples}, seeds={result.seeds})",
-        f"  {result.metric}: model {result.loss_model:.4f}, scrubbed {result.loss_scrubbed:.4f}, "
-        f"baseline {result.loss_baseline:.4f} ({result.baseline})",
-    ]
+    lines = [f"hypothesis {result.hypothesis!r} is not as faithful as asserted: " + "; ".join(failures)]
+    lines += ["  " + line for line in result.summary().splitlines()]
     if table is not None and len(table):
         worst = table.sort_values("lost", ascending=False).iloc[0]
         lines.append(

@@ -93,8 +93,8 @@ def test_run_scores_a_hypothesis_function(tmp_path):
     res = runner.invoke(app, ["run", "hypotheses.induction.hypotheses:naive", "--n", "200", "--seeds", "1",
                               "--json", str(tmp_path / "r.json")])
     assert res.exit_code == 0, res.output
-    assert "fraction recovered:   88.2%  (95% CI 86.9% .. 89.5%)" in res.output
-    assert "loss, model:          0.3112" in res.output
+    assert "fraction of loss recovered: 88.2% (95% CI 86.9% .. 89.5%; N=200, seeds=[0])" in res.output
+    assert "loss: model 0.3112, scrubbed" in res.output
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["cases"][0]["name"] == "hypotheses.induction.hypotheses:naive" and doc["cases"][0]["n"] == 200
     res = runner.invoke(app, ["run", "hypotheses.induction.hypotheses:no_such_thing"])
