@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from scrub.checkpoint import check_device
-from scrub.errors import RunOptionsError
-from scrub.metrics import Metric, metric_name
+from scrub.errors import MetricError, RunOptionsError
+from scrub.metrics import METRICS, Metric, metric_name
 from scrub.result import MIN_BOOT
 
 __all__ = ["RunOptions", "resolve_options", "check_run_options", "MAX_SEEDS"]
@@ -102,7 +102,11 @@ class RunOptions:
         for key in ("seed", "n_seeds", "batch_size", "n_boot", "progress"):
             object.__setattr__(self, key, opts[key])
         object.__setattr__(self, "device", None if opts["device"] is None else str(opts["device"]))
-        metric_name(self.metric)  # a metric that is neither a known name nor a function fails here
+        if isinstance(self.metric, str) and self.metric not in METRICS:
+            raise MetricError(f"unknown metric {self.metric!r}; choose one of {sorted(METRICS)} or pass a function")
+        if not isinstance(self.metric, str) and not callable(self.metric):
+            raise MetricError(f"metric must be a name {sorted(METRICS)} or a function (logits, data) -> losses, "
+                              f"got {type(self.metric).__name__}")
 
     @property
     def seeds(self) -> list[int]:
