@@ -199,7 +199,8 @@ def _breakdown_section(breakdown: pd.DataFrame | None, colours: dict[str, str]) 
     head = "".join(f"<th>{_e(name)}{' (95% CI)' if len(g) == 3 else ''}</th>" for name, g in groups)
     lost_max = None
     if "lost" in cols and pd.api.types.is_numeric_dtype(frame["lost"]):
-        finite = frame["lost"].abs()[np.isfinite(frame["lost"].to_numpy(dtype=float))]
+        lost = np.abs(frame["lost"].to_numpy(dtype=float))
+        finite = lost[np.isfinite(lost)]
         lost_max = float(finite.max()) if len(finite) else None
     rows = []
     for _, row in frame.iterrows():
