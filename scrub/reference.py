@@ -4,12 +4,12 @@ For each reference and each instance of the plan it runs the model on one exampl
 clean run on the instance's random example gives every unimportant parent; the children's
 outputs (computed recursively) replace the claimed ones; each port's input is the explicit
 sum of all upstream outputs plus the attention output biases of the layers feeding it; the
-instance's nodes are then computed by the model itself from those inputs, one model node per
-run: for a head, the inputs of its layer's q, k and v projections are overwritten with the
-normalised port inputs (so the model computes every query head and every kv group itself: no
-head-to-group indexing is shared with the executor), and the head's output is read from
-``hook_z``; for an MLP its input hook is overwritten; for the output the final residual is, and
-the logits are the model's own. It shares only the sampled plan with the executor, and is the
+instance's nodes are then computed by the model itself from those inputs, in one run on the
+instance's own example: for heads, the inputs of their layer's q, k and v projections are
+overwritten with the normalised port inputs (so the model computes every query head and every
+kv group itself: no head-to-group indexing is shared with the executor), and each head's output
+is read from ``hook_z``; for an MLP its input hook is overwritten; for the output the final
+residual is, and the logits are the model's own. It shares only the sampled plan with the executor, and is the
 baseline the benchmarks compare against.
 """
 
@@ -106,54 +106,81 @@ class _Oracle:
         return self._compute(inst, example, port_inputs, ref)
 
     def _compute(self, inst: Instance, example: int, port_inputs, ref: int) -> dict[str, torch.Tensor]:
-        """Each of the instance's model nodes computed by the model on the instance's example, its inputs overwritten."""
-        result = {}
+        """The instance's model nodes computed by the model on the instance's example, their inputs overwritten.
+
+        One run computes them all (each overwritten input replaces the whole of what the model would
+        have computed there, so nodes at different layers do not interfere), unless two heads of one
+        layer need different inputs: those get runs of their own.
+        """
+        runs: list[list[str]] = []
         for n in inst.node.model:
-            result[n] = self._run_node(n, example, port_inputs, ref)
+            for run in runs:
+                if all(self._compatible(n, m, port_inputs) for m in run):
+                    run.append(n)
+                    break
+            else:
+                runs.append([n])
+        result: dict[str, torch.Tensor] = {}
+        for run in runs:
+            result.update(self._run_nodes(run, example, port_inputs, ref))
         return result
 
-    def _run_node(self, n: str, example: int, port_inputs, ref: int) -> torch.Tensor:
+    def _compatible(self, a: str, b: str, port_inputs) -> bool:
+        """Can ``a`` and ``b`` be computed in one run? Only heads of one layer share the hooks they overwrite."""
+        g = self.g
+        if g.kind(a) != "attn" or g.kind(b) != "attn" or g.layer(a) != g.layer(b):
+            return True
+        return all(torch.equal(port_inputs[(a, p)], port_inputs[(b, p)]) for p in "qkv")
+
+    def _run_nodes(self, nodes: list[str], example: int, port_inputs, ref: int) -> dict[str, torch.Tensor]:
         model, g, arch = self.model, self.g, self.arch
-        kind = g.kind(n)
         hooks, got = [], {}
 
         def overwrite(value):
             return lambda x, hook=None: value[None].to(x.dtype).expand_as(x).clone()
 
-        if kind == "attn":
-            layer, h = g.layer(n), g.head(n)
+        heads_at: dict[int, list[str]] = {}
+        for n in nodes:
+            if g.kind(n) == "attn":
+                heads_at.setdefault(g.layer(n), []).append(n)
+        for layer, names in heads_at.items():
             ln = arch.ln1(model, layer)
             for port in "qkv":  # the projections' inputs: the model computes every head and kv group itself
-                hooks.append((A.hook_proj_in(layer, port), overwrite(ln(port_inputs[(n, port)]))))
+                hooks.append((A.hook_proj_in(layer, port), overwrite(ln(port_inputs[(names[0], port)]))))
 
-            def read_z(z, hook=None):
-                got["v"] = z[0, :, h] @ arch.W_O(model, layer)[h]
+            def read_z(z, hook=None, layer=layer, names=names):
+                for n in names:
+                    h = g.head(n)
+                    got[n] = z[0, :, h] @ arch.W_O(model, layer)[h]
 
-            def read_layer(x, hook=None):
-                got["v"] = x[0]
+            def read_layer(x, hook=None, names=names):
+                got[names[0]] = x[0]
 
-            hooks.append((arch.hook_attn_out(layer), read_layer) if h is None else (A.hook_z(layer), read_z))
-        elif kind == "mlp":
-            layer = g.layer(n)
-            hooks.append((arch.hook_mlp_in(layer), overwrite(arch.mlp_in_value(model, layer, port_inputs[(n, "in")]))))
+            whole = g.head(names[0]) is None
+            hooks.append((arch.hook_attn_out(layer), read_layer) if whole else (A.hook_z(layer), read_z))
+        for n in nodes:
+            if g.kind(n) == "mlp":
+                layer = g.layer(n)
+                hooks.append((arch.hook_mlp_in(layer), overwrite(arch.mlp_in_value(model, layer, port_inputs[(n, "in")]))))
 
-            def read_mlp(x, hook=None):
-                got["v"] = x[0]
+                def read_mlp(x, hook=None, n=n):
+                    got[n] = x[0]
 
-            hooks.append((arch.hook_mlp_out(layer), read_mlp))
-        elif kind == "output":
-            hooks.append((A.HOOK_FINAL, overwrite(port_inputs[(n, "in")])))
+                hooks.append((arch.hook_mlp_out(layer), read_mlp))
+            elif g.kind(n) == "output":
+                hooks.append((A.HOOK_FINAL, overwrite(port_inputs[(n, "in")])))
         tokens = self.data.tokens[example : example + 1]
         kwargs = {} if self.data.attention_mask is None else {"attention_mask": self.data.attention_mask[example : example + 1]}
-        restore = arch.enable_hooks(model) if kind == "mlp" else (lambda: None)
+        has_mlp = any(g.kind(n) == "mlp" for n in nodes)
+        restore = arch.enable_hooks(model) if has_mlp else (lambda: None)
         try:
             with model.hooks(fwd_hooks=hooks):
                 logits = model(tokens, **kwargs)
         finally:
             restore()
-        if kind == "output":
-            return logits[0, int(self.data.target_pos[ref])]
-        return got["v"]
+        if "out" in nodes:
+            got["out"] = logits[0, int(self.data.target_pos[ref])]
+        return got
 
 
 def run_reference(model, plan: Plan, data: Dataset, refs=None) -> torch.Tensor:
