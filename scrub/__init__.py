@@ -33,11 +33,12 @@ from scrub.plan import Plan, make_plan
 from scrub.report import write_html
 from scrub.result import Result
 from scrub.sampling import Exact, FeatureError, Random
+from scrub.subspace import Subspace
 from scrub.suite import Case, run_suite
 from scrub.testing import assert_faithful
 
 __all__ = [
-    "Dataset", "ModelGraph", "Hypothesis", "Node", "Exact", "Random", "at_target", "AlignmentWarning", "run", "run_many", "RunOptions", "breakdown", "Case", "run_suite", "assert_faithful", "write_html", "reproduce", "Result", "Plan", "make_plan",
+    "Dataset", "ModelGraph", "Hypothesis", "Node", "Exact", "Random", "Subspace", "at_target", "AlignmentWarning", "run", "run_many", "RunOptions", "breakdown", "Case", "run_suite", "assert_faithful", "write_html", "reproduce", "Result", "Plan", "make_plan",
     "fully_scrubbed", "build_model", "load_model", "save_model", "from_hf", "Architecture", "supported_architectures",
     "HypothesisError", "GraphError", "FeatureError", "MetricError", "ExecutionError", "ReproductionError",
     "ScrubError", "DatasetError", "RunOptionsError", "BaselineError", "UnsupportedModelError", "CheckpointError",

@@ -247,7 +247,12 @@ class _Chunk:
         # where each instance feeds its parent: None (everywhere), an int (one position, for
         # per-position instances: only that column is touched), or a [B, T, 1] mask
         self.masks: dict[int, torch.Tensor | int | None] = {}
+        # where an instance claims only a subspace of its outputs: the projection [d, d]
+        self.proj: dict[int, torch.Tensor] = {}
         for inst in plan.instances[1:]:
+            sub = inst.node.subspace
+            if sub is not None:
+                self.proj[inst.index] = sub.projection.to(device=device, dtype=_dtype(model))
             static = plan.position_masks.get(id(inst.node))
             if inst.position is not None and (static is None or static.ndim == 1):
                 self.masks[inst.index] = inst.position if static is None or static[inst.position] else _NOWHERE
@@ -293,14 +298,15 @@ class _Chunk:
         r = base.clone()
         for c, up in claims:
             child, ctx = self.store[(up, self.lay.host[c])], self.store[(up, self.lay.ctx[i])]
-            m = self.masks[c]
+            m, p = self.masks[c], self.proj.get(c)
+            project = (lambda d: d) if p is None else (lambda d, p=p: d @ p)
             if m is None:
-                r += child - ctx
+                r += project(child - ctx)
             elif isinstance(m, int):
                 if m != _NOWHERE:
-                    r[:, m] += (child if child.ndim == 2 else child[:, m]) - ctx[:, m]
+                    r[:, m] += project((child if child.ndim == 2 else child[:, m]) - ctx[:, m])
             else:
-                r += (child - ctx) * m
+                r += project(child - ctx) * m
         return r
 
     def keep(self, node: str, x: torch.Tensor, blocks: list[int]) -> None:
@@ -394,6 +400,13 @@ class _Chunk:
         (i, _, ports), = self.lay.patches[("out",)]
         self.final = self.resid(i, ports.get("in", []), x[self.rows(self.lay.ctx[i])])
         raise _Stop
+
+
+def _dtype(model) -> torch.dtype:
+    try:
+        return next(model.parameters()).dtype
+    except StopIteration:
+        return torch.float32
 
 
 def has_padding(data: Dataset) -> bool:

@@ -104,6 +104,16 @@ def _feature_id(f) -> Any:
     return "fn:" + getattr(f, "__module__", "?") + "." + getattr(f, "__qualname__", type(f).__qualname__)
 
 
+def _check_subspaces(h: Hypothesis, d_model: int) -> None:
+    for node in h.nodes():
+        sub = node.subspace
+        if sub is not None and sub.d_model != d_model:
+            raise HypothesisError(
+                f"node {node.name!r}: its subspace lives in {sub.d_model} dimensions but the model's residual "
+                f"stream has d_model={d_model}"
+            )
+
+
 def hypothesis_fingerprint(h: Hypothesis) -> str:
     """A SHA-256 of the hypothesis's structure: every node's name, model nodes, ports, positions and
     feature kind, and the tree's shape. Functions count by their qualified name (their code cannot be
@@ -118,6 +128,7 @@ def hypothesis_fingerprint(h: Hypothesis) -> str:
         nodes.append({
             "name": n.name, "model": list(n.model), "port": None if n.port is None else list(n.port),
             "positions": _feature_id(n.positions), "agree": _feature_id(n.agree), "open": bool(n.open),
+            "subspace": None if getattr(n, "subspace", None) is None else n.subspace.fingerprint(),
             "children": [c.name for c in n.children],
         })
         for c in n.children:
@@ -232,6 +243,8 @@ def run_many(
     progress = opts.progress
     target: torch.device | None = opts.torch_device
     graph = ModelGraph.from_model(model)
+    for h in [*hypotheses, baseline]:
+        _check_subspaces(h, int(model.cfg.d_model))
     check_data(model, data)
     check_metric(metric, data, _n_outputs(model))
     seeds = opts.seeds

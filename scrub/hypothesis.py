@@ -21,6 +21,7 @@ from scrub.dataset import _scalar_int
 from scrub.errors import HypothesisError
 from scrub.graph import INPUTS, ModelGraph
 from scrub.sampling import Exact, Feature, Random
+from scrub.subspace import Subspace
 
 __all__ = ["Hypothesis", "Node", "HypothesisError", "Claim"]
 
@@ -50,6 +51,8 @@ class Node:
         self.port: tuple[str, ...] | None = None if port is None else ((port,) if isinstance(port, str) else tuple(port))
         self.positions = positions
         self.agree: Feature = agree
+        #: Only the projection of the model nodes' outputs onto this subspace is claimed (None: all of it).
+        self.subspace: Subspace | None = None
         self.children: list[Node] = []
         #: A childless node that is *not* a leaf: its model nodes take every input from the random
         #: context (what is left of a node when :meth:`Hypothesis.without` removes all its children).
@@ -63,6 +66,7 @@ class Node:
         port: str | Sequence[str] | None = None,
         positions: Positions = None,
         agree: Feature = Exact(),
+        subspace: Subspace | None = None,
     ) -> Node:
         """Claim that ``model`` (one or more graph nodes) computes feature ``agree`` and feeds this node.
 
@@ -79,6 +83,9 @@ class Node:
             agree: the feature: a function of the data returning ``[N]`` hashable values (or
                 ``[N, T]``, one per position: the node then splits into one instance per
                 position), a column name, :class:`~scrub.Exact` (default) or :class:`~scrub.Random`.
+            subspace: claim only the projection of the model nodes' outputs onto this
+                :class:`~scrub.Subspace` of the residual stream; the orthogonal complement comes
+                from the parent's random context, as if unclaimed.
 
         Returns:
             The new child node (add its own children to it).
@@ -88,7 +95,8 @@ class Node:
                 ``port=``/``positions=``/``agree=``/``model=`` given when attaching an existing node.
         """
         if isinstance(name, Node):
-            given = [k for k, v in (("model", model), ("port", port), ("positions", positions)) if v is not None]
+            given = [k for k, v in (("model", model), ("port", port), ("positions", positions), ("subspace", subspace))
+                     if v is not None]
             if not (isinstance(agree, Exact) and type(agree) is Exact):
                 given.append("agree")
             if given:
@@ -115,7 +123,13 @@ class Node:
         _check_feature(agree, name)
         if name in self.hypothesis._names:
             raise HypothesisError(f"node {name!r}: the hypothesis already has a node of that name")
+        if subspace is not None and not isinstance(subspace, Subspace):
+            raise HypothesisError(
+                f"node {name!r}: subspace= must be a scrub.Subspace (e.g. scrub.Subspace.span(vectors)), "
+                f"got {type(subspace).__name__}"
+            )
         child = Node(self.hypothesis, name, models, port, positions, agree)
+        child.subspace = subspace
         self.hypothesis._names[name] = child
         self.children.append(child)
         return child
@@ -124,6 +138,7 @@ class Node:
         port = "" if self.port is None else "." + "|".join(self.port)
         pos = "" if self.positions is None else f", positions={self.positions if not callable(self.positions) else 'fn'}"
         pos += ", open" if self.open else ""
+        pos += "" if self.subspace is None else f", subspace={self.subspace!r}"
         agree = self.agree if isinstance(self.agree, (Exact, Random, str)) else getattr(self.agree, "__name__", "fn")
         return f"Node({self.name!r} -> {','.join(self.model)}{port}{pos}, agree={agree})"
 
@@ -276,7 +291,7 @@ class Hypothesis:
             if id(n) in made:
                 return made[id(n)]
             c = new.output() if n is self.root else Node(new, n.name, n.model, n.port, n.positions, n.agree)
-            c.port, c.open = n.port, n.open
+            c.port, c.open, c.subspace = n.port, n.open, n.subspace
             made[id(n)] = c
             new._names[n.name] = c
             c.children = [clone(k) for k in n.children if keep(k)]

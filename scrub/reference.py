@@ -100,6 +100,9 @@ class _Oracle:
                         if any(c.node == n and c.port == port and c.up == up for c in child.claims):
                             mask = self.plan.claim_mask(child, np.array([ref]))
                             here = child_out[up]
+                            if child.node.subspace is not None:  # the claimed component only; the rest unclaimed
+                                p = child.node.subspace.projection.to(device=here.device, dtype=here.dtype)
+                                here = value + (here - value) @ p
                             value = here if mask is None else torch.where(mask[0][:, None], here, value)
                     total = total + value
                 port_inputs[(n, port)] = total
