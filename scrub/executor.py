@@ -49,7 +49,6 @@ from scrub.plan import Plan
 __all__ = ["ExecutionError", "run_plan", "run_clean", "default_batch_size", "model_device", "n_blocks", "has_padding"]
 
 
-_NOWHERE = -(1 << 30)  # a per-position instance whose position its node's positions= exclude
 
 
 class _Stop(Exception):
@@ -255,7 +254,9 @@ class _Chunk:
                 self.proj[inst.index] = sub.projection.to(device=device, dtype=_dtype(model))
             static = plan.position_masks.get(id(inst.node))
             if inst.position is not None and (static is None or static.ndim == 1):
-                self.masks[inst.index] = inst.position if static is None or static[inst.position] else _NOWHERE
+                if static is not None and not static[inst.position]:  # the plan drops these: never silently skip one
+                    raise ExecutionError(f"instance {inst.label} sits at a position its node's positions= exclude")
+                self.masks[inst.index] = inst.position
             else:
                 m = plan.claim_mask(inst, refs)
                 self.masks[inst.index] = None if m is None else m.to(device)[..., None]
@@ -303,8 +304,7 @@ class _Chunk:
             if m is None:
                 r += project(child - ctx)
             elif isinstance(m, int):
-                if m != _NOWHERE:
-                    r[:, m] += project((child if child.ndim == 2 else child[:, m]) - ctx[:, m])
+                r[:, m] += project((child if child.ndim == 2 else child[:, m]) - ctx[:, m])
             else:
                 r += project(child - ctx) * m
         return r
