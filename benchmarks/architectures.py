@@ -45,12 +45,12 @@ def measure(n_hypotheses: int = 20) -> pd.DataFrame:
         claim_everything(h.output(), ["out"], graph, scrub.Exact())
         with torch.no_grad():
             own = model(data.tokens)[:, -1].float()
-        exact = (run_plan(model, scrub.make_plan(h, graph, data, seed=0), data) - own).abs().max().item()
+        exact = (run_plan(model, scrub.internal.make_plan(h, graph, data, seed=0), data) - own).abs().max().item()
         worst, size = 0.0, 0
         for k in range(n_hypotheses):
             rng = np.random.default_rng(1000 + k)
             d = dataset(k, n=6)
-            plan = scrub.make_plan(random_hypothesis(rng, graph, d, max_nodes=5), graph, d, seed=k, warn=False)
+            plan = scrub.internal.make_plan(random_hypothesis(rng, graph, d, max_nodes=5), graph, d, seed=k, warn=False)
             worst = max(worst, (run_plan(model, plan, d) - run_reference(model, plan, d)).abs().max().item())
             size = max(size, len(plan.instances))
         kind = "whole layers" if graph.whole_layers else "heads"

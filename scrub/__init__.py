@@ -28,6 +28,7 @@ from scrub.experiment import ReproductionError, fully_scrubbed, reproduce, run, 
 from scrub.graph import GraphError, ModelGraph
 from scrub.hypothesis import Hypothesis, HypothesisError, Node
 from scrub.metrics import MetricError
+from scrub import internal
 from scrub.options import RunOptions
 from scrub.plan import Plan, make_plan
 from scrub.report import write_html

@@ -36,9 +36,9 @@ target elsewhere, so its children should use per-position features.
 
 In the plan, such a node is one instance (not one per position): for reference ``x`` it is the
 per-position copy at ``tp(x)``, and the copies at other positions, which nothing reads for ``x``,
-are not computed (see :func:`scrub.make_plan`).
+are not computed (see :func:`scrub.internal.make_plan`).
 
-:class:`AlignmentWarning` is raised by :func:`scrub.make_plan` (``warn=True``) when the targets vary
+:class:`AlignmentWarning` is raised by :func:`scrub.internal.make_plan` (``warn=True``) when the targets vary
 and, on the sampled plan: a node with a plain per-example feature is read at the scored position
 (counting the references whose agreeing example is scored elsewhere); a per-example ``at_target``
 feature sits under a parent whose example is scored elsewhere; or a ``positions=`` function is read

@@ -72,7 +72,7 @@ def test_all_exact_is_the_model(models, name):
     data = dataset(1)
     h = scrub.Hypothesis("everything")
     claim_everything(h.output(), ["out"], graph, scrub.Exact())
-    plan = scrub.make_plan(h, graph, data, seed=0)
+    plan = scrub.internal.make_plan(h, graph, data, seed=0)
     assert sum(not i.is_leaf for i in plan.instances) >= graph.n_layers + 1
     scrubbed = run_plan(m, plan, data)
     with torch.no_grad():
@@ -87,11 +87,11 @@ def test_all_random_is_the_baseline(models, name):
     graph = scrub.ModelGraph.from_model(m)
     data = dataset(2)
     clean = run_clean(m, data)
-    base = scrub.make_plan(scrub.fully_scrubbed(), graph, data, seed=4)
+    base = scrub.internal.make_plan(scrub.fully_scrubbed(), graph, data, seed=4)
     np.testing.assert_allclose(run_plan(m, base, data), clean[base.root.random], atol=1e-5, rtol=0)
     h = scrub.Hypothesis("all random")
     h.output().add("all", model=[c for c in graph.components if c != "out"], agree=scrub.Random())
-    plan = scrub.make_plan(h, graph, data, seed=4)
+    plan = scrub.internal.make_plan(h, graph, data, seed=4)
     np.testing.assert_allclose(run_plan(m, plan, data), clean[plan.instances[1].examples], atol=1e-5, rtol=0)
     # and the loss a run reports for it is the baseline's computation on other random examples
     r = scrub.run(m, scrub.fully_scrubbed(), data, seed=4, n_boot=200)
@@ -108,7 +108,7 @@ def test_executor_equals_oracle_on_random_hypotheses(models, name):
         rng = np.random.default_rng(1000 + k)
         data = dataset(k, n=6)
         h = random_hypothesis(rng, graph, data, max_nodes=5)
-        plan = scrub.make_plan(h, graph, data, seed=k, warn=False)
+        plan = scrub.internal.make_plan(h, graph, data, seed=k, warn=False)
         fast = run_plan(m, plan, data, batch_size=int(rng.integers(1, 200)))
         slow = run_reference(m, plan, data)
         worst = max(worst, (fast - slow).abs().max().item())
@@ -144,10 +144,10 @@ def test_grouped_query_equals_its_repeated_kv_twin():
     h = scrub.Hypothesis("head 1 keys")
     a = h.output().add("a1.1", model="a1.1", agree=scrub.Exact())
     a.add("k", model=["a0.0", "a0.2"], port="k", agree="parity")
-    plans = [scrub.make_plan(h, graph, data, seed=0)]
+    plans = [scrub.internal.make_plan(h, graph, data, seed=0)]
     for k in range(12):
         rng = np.random.default_rng(50 + k)
-        plans.append(scrub.make_plan(random_hypothesis(rng, graph, data, max_nodes=5), graph, data, seed=k, warn=False))
+        plans.append(scrub.internal.make_plan(random_hypothesis(rng, graph, data, max_nodes=5), graph, data, seed=k, warn=False))
     for plan in plans:
         x, y = run_plan(gqa, plan, data), run_plan(twin, plan, data)
         assert (x - y).abs().max().item() < 1e-5, plan.hypothesis.describe()
@@ -160,7 +160,7 @@ def test_grouped_query_claim_on_a_later_head_in_a_group():
     data = dataset(6)
     h = scrub.Hypothesis("v of a1.3")
     h.output().add("a1.3", model="a1.3", agree=scrub.Exact()).add("v", model="embed", port="v", agree="parity")
-    plan = scrub.make_plan(h, graph, data, seed=1)
+    plan = scrub.internal.make_plan(h, graph, data, seed=1)
     np.testing.assert_allclose(run_plan(m, plan, data), run_reference(m, plan, data), atol=1e-4, rtol=0)
 
 

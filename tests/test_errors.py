@@ -27,7 +27,7 @@ def tiny():
 
 def plan_error(h, graph, data, match):
     with pytest.raises((scrub.HypothesisError, scrub.FeatureError), match=match):
-        scrub.make_plan(h, graph, data)
+        scrub.internal.make_plan(h, graph, data)
 
 
 def hyp():
@@ -90,7 +90,7 @@ def test_disjoint_positions_do_not_collide(graph, tiny):
     a = out.add("a", model="a1.0")
     a.add("x", model="a0.0", positions=[0, 1])
     a.add("y", model="a0.0", positions=[2])
-    scrub.make_plan(h, graph, tiny)
+    scrub.internal.make_plan(h, graph, tiny)
 
 
 def test_output_mapped_elsewhere(graph, tiny):

@@ -42,7 +42,7 @@ def test_all_exact_reproduces_the_model(cfg, data):
     m = small_model(**cfg)
     graph = scrub.ModelGraph.from_model(m)
     h = everything(graph)
-    plan = scrub.make_plan(h, graph, data, seed=0)
+    plan = scrub.internal.make_plan(h, graph, data, seed=0)
     # every non-leaf instance is computed from patched ports: the identity is not a shortcut
     assert sum(not i.is_leaf for i in plan.instances) >= graph.n_layers + 1
     assert all(set(i.node.model) <= set(INPUTS) for i in plan.instances if i.is_leaf)
@@ -68,7 +68,7 @@ def test_padding_takes_the_unmerged_path_and_changes_no_number(data):
     mask[0, -1] = 0  # example 0 is padded after its scored position
     padded = scrub.Dataset(data.tokens, data.labels, target_pos=t, attention_mask=mask)
     ones = scrub.Dataset(data.tokens, data.labels, target_pos=t, attention_mask=torch.ones_like(data.tokens))
-    plan = scrub.make_plan(h, graph, plain, seed=3)
+    plan = scrub.internal.make_plan(h, graph, plain, seed=3)
     assert n_blocks(plan, padded) > n_blocks(plan, plain) == n_blocks(plan, ones)
     a_ = run_plan(m, plan, plain)
     assert torch.allclose(a_, run_plan(m, plan, padded), atol=1e-5)
@@ -91,7 +91,7 @@ def test_output_alone_is_the_baseline(model, data):
     result = scrub.run(model, scrub.fully_scrubbed(), data, seed=5)
     t = result.table()
     np.testing.assert_array_equal(t.loss_scrubbed, t.loss_baseline)
-    plan = scrub.make_plan(scrub.fully_scrubbed(), graph, data, seed=5)
+    plan = scrub.internal.make_plan(scrub.fully_scrubbed(), graph, data, seed=5)
     r = plan.root.random
     logits = run_clean(model, scrub.Dataset(data.tokens[r], data.labels[r]))
     expected = F.cross_entropy(logits, data.labels, reduction="none").numpy()
@@ -125,7 +125,7 @@ def test_same_seed_same_result_other_seed_other_samples(model, data):
     assert a.loss_recovered == b.loss_recovered and a.ci == b.ci
     assert not np.array_equal(a.table().loss_scrubbed, c.table().loss_scrubbed)
     graph = scrub.ModelGraph.from_model(model)
-    p7, p8 = scrub.make_plan(h, graph, data, 7), scrub.make_plan(h, graph, data, 8)
+    p7, p8 = scrub.internal.make_plan(h, graph, data, 7), scrub.internal.make_plan(h, graph, data, 8)
     assert any(not np.array_equal(x.examples, y.examples) for x, y in zip(p7.instances[1:], p8.instances[1:]))
 
 

@@ -140,8 +140,8 @@ def test_the_per_position_plan_keeps_only_the_copies_at_the_targets():
     data = make_varying_data(16, seed=1234)
     t = data.seq_len
     for h in (_issue_hypothesis(), per_position()):
-        full = scrub.make_plan(h, graph, data, seed=0, warn=False, _prune=False)
-        pruned = scrub.make_plan(h, graph, data, seed=0, warn=False)
+        full = scrub.internal.make_plan(h, graph, data, seed=0, warn=False, _prune=False)
+        pruned = scrub.internal.make_plan(h, graph, data, seed=0, warn=False)
         # unpruned: T copies of the heads, each with T Q, T K and T V copies
         assert len(full.instances) == pruned.unpruned_size == 1 + t * (1 + 3 * t)
         # pruned: one heads instance (each reference's copy at its target), one Q (at the same

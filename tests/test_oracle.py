@@ -65,7 +65,7 @@ def random_hypothesis(rng: np.random.Generator, graph: scrub.ModelGraph, data, m
                 f"n{count}", model=model_nodes, port=port, positions=random_positions(rng), agree=random_feature(rng)
             )
             try:
-                scrub.make_plan(h, graph, data, warn=False)  # static and data-dependent checks
+                scrub.internal.make_plan(h, graph, data, warn=False)  # static and data-dependent checks
             except HypothesisError:
                 parent.children.pop()
                 del h._names[child.name]
@@ -113,7 +113,7 @@ def check_agreement(seed: int) -> int:
     h = random_hypothesis(rng, graph, data)
     if h.leaves() and rng.random() < 0.3:  # removing a claim leaves its parent open (non-leaf, childless)
         h = h.without(str(rng.choice(h.leaves())))
-    plan = scrub.make_plan(h, graph, data, seed=seed, warn=False)
+    plan = scrub.internal.make_plan(h, graph, data, seed=seed, warn=False)
     fast = run_plan(model, plan, data, batch_size=int(rng.integers(1, 200)))
     slow = run_reference(model, plan, data)
     err = (fast - slow).abs().max().item()
@@ -138,7 +138,7 @@ def test_oracle_on_a_deep_multi_node_hypothesis():
     mid.add("low", model="a0.1", agree=lambda d: d.tokens[:, 1] % 3, positions=[0, 2, 4])
     mid.add("emb", model="embed", port="k", agree=scrub.Random())
     top.add("q", model="embed", port="q", agree=lambda d: d.tokens[:, -1] % 3)
-    plan = scrub.make_plan(h, graph, data, seed=1, warn=False)
+    plan = scrub.internal.make_plan(h, graph, data, seed=1, warn=False)
     assert len(plan.instances) == 1 + 1 + T * (1 + 1 + 1) + 1
     fast, slow = run_plan(model, plan, data), run_reference(model, plan, data)
     assert (fast - slow).abs().max().item() < 1e-4
@@ -151,7 +151,7 @@ def test_batch_size_does_not_change_the_numbers(batch_size):
     graph = scrub.ModelGraph.from_model(model)
     data = random_data(rng, mask=False)
     h = random_hypothesis(np.random.default_rng(4), graph, data)
-    plan = scrub.make_plan(h, graph, data, seed=0, warn=False)
+    plan = scrub.internal.make_plan(h, graph, data, seed=0, warn=False)
     full = run_plan(model, plan, data, batch_size=10**6)
     with pytest.warns(UserWarning) if batch_size == 1 else _nothing():
         part = run_plan(model, plan, data, batch_size=batch_size)
@@ -166,7 +166,7 @@ class _nothing:
         return False
 
 
-def _drop(plan: scrub.Plan, keep) -> scrub.Plan:
+def _drop(plan: scrub.internal.Plan, keep) -> scrub.internal.Plan:
     """A copy of ``plan`` without the instances ``keep`` rejects (and their subtrees); samples untouched."""
     import dataclasses
 
@@ -200,9 +200,9 @@ def test_pruned_per_position_copies_change_nothing(monkeypatch):
     head.add("queries", model="embed", port="q", agree=lambda d: d.tokens % 2)
     head.add("keys", model="a0.0", port="k", agree=lambda d: d.tokens % 3)
 
-    pruned = scrub.make_plan(h, graph, data, seed=5, warn=False)
+    pruned = scrub.internal.make_plan(h, graph, data, seed=5, warn=False)
     monkeypatch.setattr(plan_mod, "_column_local", lambda g, c: False)
-    full = scrub.make_plan(h, graph, data, seed=5, warn=False)
+    full = scrub.internal.make_plan(h, graph, data, seed=5, warn=False)
     # the output reads m1 at the scored position only: 1 copy of 'mlp'; under it, 1 'into mlp' (not T)
     # and 1 'head' (its claim is on m1.in); under the head, 1 'queries' (q is column-local) and T 'keys'
     assert len(pruned.instances) == 1 + (1 + 1 + 1 + 1 + T)
@@ -232,7 +232,7 @@ def test_open_nodes_match_the_oracle():
     opened = h.without("low", "emb")
     assert opened._names["top"].open and not opened._names["top"].children
     assert h.leaves() == ["low", "emb"] or sorted(h.leaves()) == ["emb", "low"]
-    plan = scrub.make_plan(opened, graph, data, seed=2, warn=False)
+    plan = scrub.internal.make_plan(opened, graph, data, seed=2, warn=False)
     assert [i.is_leaf for i in plan.instances] == [False, False]
     assert (run_plan(model, plan, data) - run_reference(model, plan, data)).abs().max() < 1e-4
     only = h.only("low")

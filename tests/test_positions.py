@@ -128,12 +128,12 @@ def test_aligned_hypotheses_recover_everything(model, data, which):
 def test_a_per_example_feature_read_at_the_reference_target_warns_and_fails(model, data):
     h = circuit("label", "misaligned")
     with pytest.warns(scrub.AlignmentWarning, match=r"node 'copier'.*\d+ of 600 references.*at_target\('label'\)"):
-        plan = scrub.make_plan(h, scrub.ModelGraph.from_model(model), data, seed=0)
+        plan = scrub.internal.make_plan(h, scrub.ModelGraph.from_model(model), data, seed=0)
     # how many are misaligned: exactly the references whose agreeing example has another target
     copier = plan.instances[1]
     n_bad = int((data.target_pos.numpy()[copier.examples] != data.target_pos.numpy()).sum())
     with pytest.warns(scrub.AlignmentWarning, match=rf"for {n_bad} of 600 references"):
-        scrub.make_plan(h, scrub.ModelGraph.from_model(model), data, seed=0)
+        scrub.internal.make_plan(h, scrub.ModelGraph.from_model(model), data, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", scrub.AlignmentWarning)
         result = scrub.run(model, h, data, seed=0, n_boot=200)
@@ -147,7 +147,7 @@ def test_a_positions_function_read_on_examples_with_other_targets_warns(model, d
     head = h.output().add("copier", model="a0.0", agree=scrub.at_target(previous_tokens))
     head.add("values", model="embed", port="v", agree=tokens, positions=lambda d: d.target_pos - 1)
     with pytest.warns(scrub.AlignmentWarning, match=r"node 'values': its positions= function.* of 600 references"):
-        scrub.make_plan(h, scrub.ModelGraph.from_model(model), data, seed=0)
+        scrub.internal.make_plan(h, scrub.ModelGraph.from_model(model), data, seed=0)
 
 
 def test_a_per_example_at_target_feature_under_a_per_position_parent_warns(model, data):
@@ -158,19 +158,19 @@ def test_a_per_example_at_target_feature_under_a_per_position_parent_warns(model
     head.add("values", model="embed", port="v", agree=scrub.at_target("label"))
     graph = scrub.ModelGraph.from_model(model)
     with pytest.warns(scrub.AlignmentWarning, match=r"node 'values': agree=at_target\(label\).* of 600 references"):
-        plan = scrub.make_plan(h, graph, data, seed=0)
+        plan = scrub.internal.make_plan(h, graph, data, seed=0)
     tp = data.target_pos.numpy()
     n_bad = int((tp[plan.instances[1].examples] != tp).sum())
     assert n_bad > 300
     with pytest.warns(scrub.AlignmentWarning, match=rf"for {n_bad} of 600 references"):
-        scrub.make_plan(h, graph, data, seed=0)
+        scrub.internal.make_plan(h, graph, data, seed=0)
     # under a per-example at_target parent every example shares the target: no warning
     ok = scrub.Hypothesis("aligned chain")
     head = ok.output().add("copier", model="a0.0", agree=scrub.at_target("label"))
     head.add("query position", model="pos", port="q", agree=scrub.at_target("target"))
     with warnings.catch_warnings():
         warnings.simplefilter("error", scrub.AlignmentWarning)
-        scrub.make_plan(ok, graph, data, seed=0)
+        scrub.internal.make_plan(ok, graph, data, seed=0)
 
 
 def test_fixed_targets_never_warn(model):
@@ -179,13 +179,13 @@ def test_fixed_targets_never_warn(model):
                           columns=pd.DataFrame({"label": d.tokens[:, -2].numpy()}))
     with warnings.catch_warnings():
         warnings.simplefilter("error", scrub.AlignmentWarning)
-        scrub.make_plan(circuit("label", "fixed"), scrub.ModelGraph.from_model(model), fixed, seed=0)
+        scrub.internal.make_plan(circuit("label", "fixed"), scrub.ModelGraph.from_model(model), fixed, seed=0)
 
 
 @pytest.mark.parametrize("which", sorted(ALIGNED) + ["misaligned"])
 def test_executor_equals_the_oracle(model, data, which):
     h = ALIGNED[which]() if which in ALIGNED else circuit("label", "misaligned")
-    plan = scrub.make_plan(h, scrub.ModelGraph.from_model(model), data, seed=3, warn=False)
+    plan = scrub.internal.make_plan(h, scrub.ModelGraph.from_model(model), data, seed=3, warn=False)
     refs = np.arange(0, 600, 15)
     fast = run_plan(model, plan, data)[refs]
     slow = run_reference(model, plan, data, refs)
@@ -197,8 +197,8 @@ def test_pruning_changes_no_number(model, data, which):
     """The pruned (and merged) plan gives the unpruned plan's logits bit for bit, with fewer instances."""
     h = ALIGNED[which]() if which in ALIGNED else circuit("label", "misaligned")
     graph = scrub.ModelGraph.from_model(model)
-    pruned = scrub.make_plan(h, graph, data, seed=7, warn=False)
-    full = scrub.make_plan(h, graph, data, seed=7, warn=False, _prune=False)
+    pruned = scrub.internal.make_plan(h, graph, data, seed=7, warn=False)
+    full = scrub.internal.make_plan(h, graph, data, seed=7, warn=False, _prune=False)
     assert pruned.unpruned_size == len(full.instances)
     assert torch.equal(run_plan(model, pruned, data), run_plan(model, full, data))
     refs = np.arange(0, 600, 40)
@@ -213,7 +213,7 @@ def test_pruning_changes_no_number(model, data, which):
 
 
 def test_at_target_per_example_draws_examples_with_the_same_target(model, data):
-    plan = scrub.make_plan(ALIGNED["per-example at_target"](), scrub.ModelGraph.from_model(model), data, seed=1)
+    plan = scrub.internal.make_plan(ALIGNED["per-example at_target"](), scrub.ModelGraph.from_model(model), data, seed=1)
     head = plan.instances[1]
     tp, lab = data.target_pos.numpy(), data.labels.numpy()
     assert np.array_equal(tp[head.examples], tp) and np.array_equal(lab[head.examples], lab)
@@ -222,7 +222,7 @@ def test_at_target_per_example_draws_examples_with_the_same_target(model, data):
 
 
 def test_at_target_per_position_draws_agreement_at_the_reference_target(model, data):
-    plan = scrub.make_plan(ALIGNED["per-position at_target"](), scrub.ModelGraph.from_model(model), data, seed=1)
+    plan = scrub.internal.make_plan(ALIGNED["per-position at_target"](), scrub.ModelGraph.from_model(model), data, seed=1)
     head = plan.instances[1]
     prev = previous_tokens(data).numpy()
     tp = data.target_pos.numpy()
@@ -242,7 +242,7 @@ def test_at_target_takes_no_positions_function(model, data):
     h = scrub.Hypothesis("both")
     h.output().add("copier", model="a0.0", agree=scrub.at_target("label"), positions=lambda d: d.target_pos)
     with pytest.raises(scrub.HypothesisError, match="node 'copier'.*no positions= function"):
-        scrub.make_plan(h, scrub.ModelGraph.from_model(model), data)
+        scrub.internal.make_plan(h, scrub.ModelGraph.from_model(model), data)
 
 
 def test_excluded_positions_are_not_in_the_plan(model, data):
@@ -250,12 +250,12 @@ def test_excluded_positions_are_not_in_the_plan(model, data):
     graph = scrub.ModelGraph.from_model(model)
     h = scrub.Hypothesis("static")
     h.output().add("copier", model="a0.0", agree=previous_tokens, positions=[2, 3])
-    plan = scrub.make_plan(h, graph, data, seed=0, warn=False)
+    plan = scrub.internal.make_plan(h, graph, data, seed=0, warn=False)
     # static [2, 3] leaves 2 copies; the output reads only the target, so they merge into one
     assert len(plan.instances) == 2 and np.array_equal(plan.instances[1].at[data.target_pos.numpy() == 2], [2] * int(
         (data.target_pos.numpy() == 2).sum()))
     assert (plan.instances[1].at[~np.isin(data.target_pos.numpy(), [2, 3])] == -1).all()
-    full = scrub.make_plan(h, graph, data, seed=0, warn=False, _prune=False)
+    full = scrub.internal.make_plan(h, graph, data, seed=0, warn=False, _prune=False)
     assert len(full.instances) == 3
     assert torch.equal(run_plan(model, plan, data), run_plan(model, full, data))
 
@@ -276,7 +276,7 @@ def test_positions_functions_give_masks_or_positions_only(model, data, bad):
     h = scrub.Hypothesis("bad positions")
     h.output().add("copier", model="a0.0", agree="label", positions=bad)
     with pytest.raises(scrub.HypothesisError, match="node 'copier'"):
-        scrub.make_plan(h, scrub.ModelGraph.from_model(model), data, warn=False)
+        scrub.internal.make_plan(h, scrub.ModelGraph.from_model(model), data, warn=False)
 
 
 @pytest.mark.parametrize("good", [
@@ -288,7 +288,7 @@ def test_positions_functions_give_masks_or_positions_only(model, data, bad):
 def test_positions_functions_accept_masks_and_positions(model, data, good):
     h = scrub.Hypothesis("good positions")
     h.output().add("copier", model="a0.0", agree=scrub.Exact(), positions=good)
-    plan = scrub.make_plan(h, scrub.ModelGraph.from_model(model), data, warn=False)
+    plan = scrub.internal.make_plan(h, scrub.ModelGraph.from_model(model), data, warn=False)
     mask = plan.position_masks[id(h._names["copier"])]
     assert np.array_equal(mask.argmax(1), data.target_pos.numpy()) and mask.sum() == len(data)
 
@@ -322,10 +322,10 @@ def test_pruning_changes_no_number_on_random_hypotheses(seed):
     unpruned plan's logits bit for bit on the pruned plan, and the executor agrees with it."""
     model, graph, data, h = _random_case(seed)
     try:
-        pruned = scrub.make_plan(h, graph, data, seed=seed, warn=False)
+        pruned = scrub.internal.make_plan(h, graph, data, seed=seed, warn=False)
     except scrub.HypothesisError:  # an at_target node overlapping a sibling's claim
         pytest.skip("the random hypothesis is invalid once at_target is added")
-    full = scrub.make_plan(h, graph, data, seed=seed, warn=False, _prune=False)
+    full = scrub.internal.make_plan(h, graph, data, seed=seed, warn=False, _prune=False)
     assert len(pruned.instances) <= len(full.instances) == pruned.unpruned_size
     slow = run_reference(model, pruned, data)
     assert torch.equal(slow, run_reference(model, full, data)), h.describe()

@@ -89,7 +89,7 @@ def test_plan_agreement_shared_random_context_and_size(seed):
     b = a.add("b", model="a0.0", port="k", agree=lambda d: d.tokens)  # per position: t instances
     b.add("c", model="embed", agree=lambda d: d.tokens[:, 0])
     a.add("d", model="embed", port="q", agree=scrub.Random())
-    plan = scrub.make_plan(h, graph, data, seed=seed, warn=False)
+    plan = scrub.internal.make_plan(h, graph, data, seed=seed, warn=False)
     assert len(plan.instances) == 1 + 1 + t * 2 + 1
     for inst in plan.instances[1:]:
         parent = plan.instances[inst.parent]
