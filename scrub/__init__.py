@@ -10,6 +10,7 @@ and read the fraction of loss it recovers with a confidence interval::
 
 from importlib import metadata as _metadata
 
+from scrub import internal as internal  # the plan, executor and oracle: scrub.internal
 from scrub.alignment import AlignmentWarning, at_target
 from scrub.architecture import Architecture, from_hf, supported_architectures
 from scrub.breakdown import breakdown
@@ -28,7 +29,6 @@ from scrub.experiment import ReproductionError, fully_scrubbed, reproduce, run, 
 from scrub.graph import GraphError, ModelGraph
 from scrub.hypothesis import Hypothesis, HypothesisError, Node
 from scrub.metrics import MetricError
-from scrub import internal
 from scrub.options import RunOptions
 from scrub.plan import Plan, make_plan
 from scrub.report import write_html
