@@ -19,7 +19,7 @@ import torch
 from hypotheses.induction.heads import head_scores, locate_heads
 from hypotheses.llama_induction.data import HF_CONFIG, make_data
 
-__all__ = ["HF_CONFIG", "WEIGHTS", "load", "load_hf", "bridge", "make_data", "locate_heads", "head_scores"]
+__all__ = ["HF_CONFIG", "WEIGHTS", "load", "load_hf", "bridge", "metadata", "make_data", "locate_heads", "head_scores"]
 
 #: The committed trained weights (written by ``python -m hypotheses.llama_induction.train``).
 WEIGHTS: Path = Path(__file__).with_name("model.safetensors")
