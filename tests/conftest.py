@@ -1,7 +1,5 @@
 """Shared fixtures: small seeded models and datasets built in memory (no downloads)."""
 
-import warnings
-
 import pytest
 import torch
 
@@ -27,9 +25,3 @@ def data():
     tokens = torch.randint(0, 7, (64, 6), generator=g)
     return scrub.Dataset(tokens, labels=torch.randint(0, 7, (64,), generator=g))
 
-
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Moving model")
-        yield

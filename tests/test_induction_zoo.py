@@ -4,6 +4,7 @@ model's (located from attention patterns on the committed weights). On data whos
 the hypotheses written at the target keep their ranges, the plain one warns, and the per-position
 hypothesis's plan is pruned to the copies the targets read."""
 
+import re
 import numpy as np
 import pytest
 import torch
@@ -117,8 +118,9 @@ def test_induction_answers_are_the_labels_at_the_target():
 def test_the_plain_hypothesis_warns_on_varying_targets_and_scores_like_a_false_one():
     model = load_model()
     data = make_varying_data(200, seed=1234)
-    with pytest.warns(scrub.AlignmentWarning, match=r"node 'induction heads': agree='label'.*of 200 references"):
+    with pytest.warns(scrub.AlignmentWarning) as caught:  # every misaligned node warns; the heads' must be among them
         plain = scrub.run(model, naive(), data, seed=0, n_boot=200)
+    assert any(re.search(r"node 'induction heads': agree='label'.*of 200 references", str(w.message)) for w in caught)
     aligned = _result(next(c for c in CASES if c.name == "induction/varying/naive"))
     assert plain.loss_recovered < 0.35 and aligned.loss_recovered > 0.7
 

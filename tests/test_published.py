@@ -114,6 +114,8 @@ def test_attn_2l_shortformer_is_reported_not_run(offline_empty):
             assert case.skip_reason() == attn_2l.SHORTFORMER_GAP
 
 
+# a 16-example smoke run: most feature values are unique there, which scrub rightly warns about
+@pytest.mark.filterwarnings("ignore:node .* no agreeing example but themselves:UserWarning")
 def test_attn_2l_standard_copy_loads_from_local_files(offline_empty):
     """A legacy TL-format checkpoint with standard positions (not Redwood's) loads, offline."""
     d, h, dh, v, ctx = 16, 8, 2, 30, 32
