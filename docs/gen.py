@@ -218,7 +218,37 @@ def bench_more(results: Path | None = None) -> str:
     return "\n".join(out).strip() or "No other benchmark results are committed."
 
 
+def architectures(path: Path | None = None) -> str:
+    """The supported-architecture table: :func:`scrub.supported_architectures` (the test matrix of
+    ``tests/test_architectures.py``) joined to the figures ``python -m benchmarks.architectures`` measured."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import scrub
+
+    measured: dict[str, list[dict[str, str]]] = {}
+    for r in _read_csv(path or RESULTS / "architectures.csv"):
+        measured.setdefault(r["architecture"], []).append(r)
+    out = [
+        "| architecture | family | status | positions | parallel blocks | graph | all-Exact vs the model's forward "
+        "(max abs logit error) | executor vs oracle, 20 random hypotheses | notes |",
+        "|---|---|---|---|---|---|---:|---:|---|",
+    ]
+    for row in scrub.supported_architectures().to_dict("records"):
+        rows = measured.get(row["architecture"], [])
+        exact = max((float(r["exact_err"]) for r in rows), default=math.nan)
+        oracle = max((float(r["oracle_err"]) for r in rows), default=math.nan)
+        variants = [r["model"].split("/", 1)[1] for r in rows if "/" in r["model"]]
+        graphs = (rows[0]["graph"] if rows else "") + (f" (variants tested: {', '.join(variants)})" if variants else "")
+        fmt = lambda x: "—" if math.isnan(x) else f"{x:.1e}"
+        out.append(
+            f"| `{_cell(row['architecture'])}` | {_cell(row['family'])} | **{row['status']}** | {_cell(row['positions'])} | "
+            f"{'yes' if row['parallel'] else 'no'} | {_cell(graphs)} | {fmt(exact)} | {fmt(oracle)} | {_cell(row['notes'])} |"
+        )
+    return "\n".join(out)
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "architectures": architectures,
     "bench-more": bench_more,
     "errors-tree": errors_tree,
     "zoo-summary": zoo_summary,

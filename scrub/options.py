@@ -1,8 +1,9 @@
 """One value for how a hypothesis is scored: :class:`RunOptions`.
 
 Every call that scores (:func:`scrub.run`, :func:`scrub.run_many`, :func:`scrub.breakdown`,
-:func:`scrub.assert_faithful`, a suite's :class:`~scrub.Case`) takes ``options=RunOptions(...)``
-and/or the same fields as keywords; keywords override the options value. The record a
+:func:`scrub.assert_faithful`) takes ``options=RunOptions(...)`` and/or the same fields as
+keywords; keywords override the options value. A suite's :class:`~scrub.Case` builds its value
+from its own fields (:meth:`~scrub.Case.options`). The record a
 :class:`~scrub.Result` keeps holds :meth:`RunOptions.record`, and :func:`scrub.reproduce` rebuilds
 the options from it with :meth:`RunOptions.from_record`.
 

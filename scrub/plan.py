@@ -3,7 +3,7 @@
 An *instance* is an interpretation node at one place in the treeified hypothesis. For each
 reference example it has the example it is run on (agreeing with its parent instance's
 example on its feature) and, unless it is a leaf, one shared random example whose clean run
-feeds every parent the hypothesis does not claim (DESIGN section 1).
+feeds every parent the hypothesis does not claim (docs/design.md).
 
 A leaf mapped to a model node that is not an input is evaluated on its own example all the
 way down (Redwood's implementation extends a leaf's correspondence to the inputs): its

@@ -230,8 +230,20 @@ def test_nav_lists_every_page() -> None:
     assert set(nav) == files, f"only in nav: {sorted(set(nav) - files)}; not in nav: {sorted(files - set(nav))}"
 
 
+def _project_files():
+    skip = {".venv", ".git", "site", "build", "dist", ".pytest_cache", ".hypothesis"}
+    for p in ROOT.rglob("*"):
+        rel = p.relative_to(ROOT)
+        if p.is_file() and p.suffix in {".py", ".md", ".toml", ".yml", ".cfg"} and not skip & set(rel.parts[:-1]) \
+                and p != Path(__file__).resolve():
+            yield p
+
+
 def test_no_reference_outside_the_repository() -> None:
-    for p in [*pages(), ROOT / "mkdocs.yml"]:
+    """Code, docstrings, README and docs speak for themselves: no file outside the repository is cited."""
+    files = list(_project_files())
+    assert any(f.name == "executor.py" or f.name == "_executor.py" for f in files)
+    for p in files:
         text = p.read_text(encoding="utf-8")
         for bad in ("DESIGN.md", "shared/", "TRANSFORMERLENS-4"):
             assert bad not in text, f"{p.relative_to(ROOT)} mentions {bad!r}, which is not in the repository"
@@ -339,3 +351,12 @@ def test_markers_expand(gen) -> None:
     assert "<!-- gen:" not in gen.expand("a\n<!-- gen:bench-setup -->\nb")
     with pytest.raises(KeyError, match="unknown generated table"):
         gen.expand("<!-- gen:nonsense -->")
+
+
+def test_architecture_table_is_the_matrix(gen) -> None:
+    table = gen.architectures()
+    rows = [ln for ln in table.splitlines()[2:] if ln.startswith("| `")]
+    expected = scrub.supported_architectures()
+    assert [r.split("`")[1] for r in rows] == list(expected.architecture)
+    exact = [r for r in rows if "**exact**" in r]
+    assert len(exact) == int((expected.status == "exact").sum()) and all("—" not in r.split("|")[7] for r in exact)

@@ -1,7 +1,7 @@
 """Redwood's 2-layer attention-only model (``redwood_attn_2l``) and their induction hypotheses.
 
 Source: Chan et al., "Causal Scrubbing" (Redwood Research, 2022), the induction post: induction
-heads 1.5 and 1.6, previous-token head 0.0 (shared/DESIGN.md section 1). The model is 2 layers x
+heads 1.5 and 1.6, previous-token head 0.0 (see docs/design.md). The model is 2 layers x
 8 heads, d_model 256, d_head 32, vocabulary 50259 (GPT-2's plus two), context 2048, trained on
 web text, with **shortformer** positional embeddings (the positional embedding is added to the
 query and key inputs of every attention layer, never to the residual stream or the values).
@@ -50,7 +50,7 @@ WEIGHTS = LocalWeights(
 #: The model's graph shape: 2 attention-only layers of 8 heads.
 SHAPE: dict[str, Any] = dict(n_layers=2, n_heads=8, attn_only=True)
 
-#: Redwood's heads (DESIGN.md section 1).
+#: Redwood's heads, as their induction write-up names them.
 HEADS: dict[str, list[str]] = {"prev_token": ["a0.0"], "induction": ["a1.5", "a1.6"]}
 
 #: What is missing before this model can be scrubbed.
