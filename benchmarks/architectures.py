@@ -25,8 +25,8 @@ import pandas as pd
 import torch
 
 import scrub
-from scrub.executor import run_plan
-from scrub.reference import run_reference
+from scrub._executor import run_plan
+from scrub._reference import run_reference
 
 OUT = Path(__file__).resolve().parent / "results" / "architectures.csv"
 

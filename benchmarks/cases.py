@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 import scrub
-from scrub.graph import INPUTS
+from scrub._graph import INPUTS
 
 __all__ = ["Case", "make_case", "grown_hypothesis", "CASES"]
 

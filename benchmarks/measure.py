@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 import scrub
-from scrub.executor import _layout, default_batch_size
+from scrub._executor import _layout, default_batch_size
 
 __all__ = ["Spread", "sync", "timed", "plain_forward", "executor_rows", "batch_rows", "one_thread"]
 

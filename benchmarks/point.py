@@ -15,8 +15,8 @@ import torch
 
 from benchmarks.cases import make_case
 from benchmarks.measure import executor_rows, one_thread, timed
-from scrub.executor import run_plan
-from scrub.plan import make_plan
+from scrub._executor import run_plan
+from scrub._plan import make_plan
 
 
 def _rss_mb() -> float:

@@ -39,8 +39,8 @@ from benchmarks.measure import Spread, one_thread, timed
 from hypotheses.induction import load_model, make_data
 from hypotheses.induction.data import make_varying_data
 from hypotheses.induction.hypotheses import HEADS, induction_answers, previous_tokens, tokens
-from scrub.executor import run_plan
-from scrub.plan import make_plan
+from scrub._executor import run_plan
+from scrub._plan import make_plan
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

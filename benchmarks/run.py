@@ -8,7 +8,7 @@ Figures (each a median over repeated runs, with min..max; ratios are taken withi
 
 - overhead: executor wall time / ``model(tokens)`` over (instances + random contexts) x N rows at the
   executor's batch size, baseline and executor interleaved;
-- speed-up: the recursive oracle (``scrub/reference.py``) / the executor, N = 1,000; both as shipped
+- speed-up: the recursive oracle (``scrub/_reference.py``) / the executor, N = 1,000; both as shipped
   (the oracle memoises each example's clean run) and the naive recursion the issue describes (one
   model run per tree instance per example: the same oracle with memoisation off, timed on a subset
   of references and scaled to N, which is exact since references are independent);
@@ -39,10 +39,10 @@ from rich.table import Table
 
 from benchmarks.cases import grown_hypothesis, make_case
 from benchmarks.measure import Spread, batch_rows, executor_rows, one_thread, plain_forward, timed
-from scrub.executor import run_plan
-from scrub.plan import make_plan
-from scrub.reference import _Oracle
-from scrub.sampling import Sampler, evaluate_feature
+from scrub._executor import run_plan
+from scrub._plan import make_plan
+from scrub._reference import _Oracle
+from scrub._sampling import Sampler, evaluate_feature
 
 RESULTS = Path(__file__).resolve().parent / "results"
 console = Console()

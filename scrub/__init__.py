@@ -11,11 +11,21 @@ and read the fraction of loss it recovers with a confidence interval::
 from importlib import metadata as _metadata
 
 from scrub import internal as internal  # the plan, executor and oracle: scrub.internal
-from scrub.alignment import AlignmentWarning, at_target
-from scrub.architecture import Architecture, from_hf, supported_architectures
-from scrub.breakdown import breakdown
-from scrub.checkpoint import build_model, load_model, save_model
-from scrub.dataset import Dataset
+from scrub._alignment import AlignmentWarning, at_target
+from scrub._architecture import Architecture, from_hf, supported_architectures
+from scrub._breakdown import breakdown
+from scrub._checkpoint import build_model, load_model, save_model
+from scrub._dataset import Dataset
+from scrub._executor import ExecutionError
+from scrub._experiment import ReproductionError, fully_scrubbed, reproduce, run, run_many
+from scrub._graph import GraphError, ModelGraph
+from scrub._hypothesis import Hypothesis, HypothesisError, Node
+from scrub._metrics import MetricError
+from scrub._options import RunOptions
+from scrub._plan import Plan, make_plan
+from scrub._result import Result
+from scrub._sampling import Exact, FeatureError, Random
+from scrub._subspace import Subspace
 from scrub.errors import (
     BaselineError,
     CheckpointError,
@@ -24,17 +34,7 @@ from scrub.errors import (
     ScrubError,
     UnsupportedModelError,
 )
-from scrub.executor import ExecutionError
-from scrub.experiment import ReproductionError, fully_scrubbed, reproduce, run, run_many
-from scrub.graph import GraphError, ModelGraph
-from scrub.hypothesis import Hypothesis, HypothesisError, Node
-from scrub.metrics import MetricError
-from scrub.options import RunOptions
-from scrub.plan import Plan, make_plan
 from scrub.report import write_html
-from scrub.result import Result
-from scrub.sampling import Exact, FeatureError, Random
-from scrub.subspace import Subspace
 from scrub.suite import Case, run_suite
 from scrub.testing import assert_faithful
 

@@ -240,7 +240,7 @@ def _progress(console: Console):
 
 
 def _breakdown(cr: CaseResult, cache: dict, bar, task) -> pd.DataFrame:
-    from scrub.breakdown import breakdown
+    from scrub._breakdown import breakdown
 
     case, r = cr.case, cr.result
     assert r is not None  # called only for cases that produced a result

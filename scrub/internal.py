@@ -8,8 +8,8 @@
 These may change between versions without notice; the public API is what ``scrub`` exports.
 """
 
-from scrub.executor import n_blocks, run_clean, run_plan
-from scrub.plan import Instance, Plan, make_plan
-from scrub.reference import run_reference
+from scrub._executor import n_blocks, run_clean, run_plan
+from scrub._plan import Instance, Plan, make_plan
+from scrub._reference import run_reference
 
 __all__ = ["Plan", "Instance", "make_plan", "run_plan", "run_clean", "run_reference", "n_blocks"]

@@ -328,7 +328,7 @@ def _model_graph(result):
         return result.graph
     cfg = (result.record or {}).get("model_config")
     if isinstance(cfg, dict) and {"n_layers", "n_heads"} <= set(cfg):
-        from scrub.graph import ModelGraph
+        from scrub._graph import ModelGraph
 
         rotary = cfg.get("positional_embedding_type") == "rotary"
         return ModelGraph.build(int(cfg["n_layers"]), int(cfg["n_heads"]), bool(cfg.get("attn_only", False)),

@@ -33,11 +33,11 @@ from typing import Any, cast
 
 import pandas as pd
 
-from scrub.dataset import Dataset
+from scrub._dataset import Dataset
+from scrub._hypothesis import Hypothesis
+from scrub._options import RunOptions
+from scrub._result import Result
 from scrub.errors import HypothesisError, ScrubError
-from scrub.hypothesis import Hypothesis
-from scrub.options import RunOptions
-from scrub.result import Result
 
 __all__ = [
     "Case", "CaseResult", "SuiteResult", "SuiteError",
@@ -149,7 +149,7 @@ class Case:
         ``n``, ``n_seeds`` and ``seed`` override the case's own. ``cache`` (any dict, shared
         between calls) keeps loaded models and made data, keyed by loader and size.
         """
-        from scrub.experiment import run
+        from scrub._experiment import run
 
         opts = self.options(n_seeds=n_seeds, seed=seed, progress=progress)
         model, data = self.load(n=n, cache=cache)

@@ -25,12 +25,12 @@ from typing import Any
 
 import pandas as pd
 
-from scrub.dataset import Dataset
+from scrub._dataset import Dataset
+from scrub._hypothesis import Hypothesis
+from scrub._metrics import Metric
+from scrub._options import RunOptions, resolve_options
+from scrub._result import Result
 from scrub.errors import DatasetError, RunOptionsError
-from scrub.hypothesis import Hypothesis
-from scrub.metrics import Metric
-from scrub.options import RunOptions, resolve_options
-from scrub.result import Result
 from scrub.suite import Case, load_suite, select
 
 __all__ = ["Options", "options", "configure", "assert_faithful", "assert_case", "case_params", "ScrubAssertionError"]
@@ -126,7 +126,7 @@ def assert_faithful(
     Raises:
         ScrubAssertionError: the interval is not inside ``[at_least, at_most]``.
     """
-    from scrub.experiment import run
+    from scrub._experiment import run
 
     if at_least is None and at_most is None:
         raise RunOptionsError("assert_faithful: give at_least, at_most or both")
@@ -136,7 +136,7 @@ def assert_faithful(
     if at_least is not None and at_most is not None and at_least > at_most:
         raise RunOptionsError(f"assert_faithful: at_least={at_least} is above at_most={at_most}; no interval fits")
     if not isinstance(hypothesis, Hypothesis):
-        from scrub.experiment import _check_hypothesis
+        from scrub._experiment import _check_hypothesis
 
         _check_hypothesis(hypothesis)
     n = _options.n if _options.n is not None else n
@@ -154,7 +154,7 @@ def assert_faithful(
         return result
     table = None
     if explain and hypothesis.leaves():
-        from scrub.breakdown import breakdown
+        from scrub._breakdown import breakdown
 
         table = breakdown(model, hypothesis, ds, full=result, alone=False, options=opts, baseline=baseline)
     raise ScrubAssertionError(_message(result, failures, table), result, table)

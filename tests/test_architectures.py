@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 import scrub
 from scrub.errors import GraphError, UnsupportedModelError
-from scrub.executor import run_clean, run_plan
-from scrub.reference import run_reference
+from scrub._executor import run_clean, run_plan
+from scrub._reference import run_reference
 from tests.architectures import BUILDERS, CTX, VOCAB, hf_model, native
 from tests.test_oracle import random_hypothesis
 

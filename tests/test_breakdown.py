@@ -8,7 +8,7 @@ import torch
 import scrub
 from hypotheses.induction import load_model, make_data
 from hypotheses.induction.hypotheses import naive
-from scrub.breakdown import COLUMNS, breakdown
+from scrub._breakdown import COLUMNS, breakdown
 
 torch.set_num_threads(1)
 

@@ -215,7 +215,7 @@ def test_unsupported_model():
 
 def test_sabotaged_hook_aborts_the_run(tiny):
     """A hook that never fires (a wrong hook name in the plan) is an error, not a silent wrong score."""
-    from scrub import executor
+    from scrub import _executor as executor
 
     m = small_model(attn_only=False)
     h, out = hyp()
@@ -241,7 +241,7 @@ def test_head_index_out_of_range(graph, tiny):
 
 
 def test_metric_returning_nan_is_rejected_before_the_model_runs(tiny, monkeypatch):
-    from scrub import executor
+    from scrub import _executor as executor
 
     def must_not_run(*a, **k):
         raise AssertionError("the model ran")
@@ -281,7 +281,7 @@ def simple(name="simple"):
 @pytest.fixture
 def no_forward(monkeypatch):
     """Any forward pass fails the test: the error must come before the model runs."""
-    from scrub import executor
+    from scrub import _executor as executor
 
     def must_not_run(*a, **k):
         raise AssertionError("the model ran")
@@ -382,14 +382,14 @@ def test_an_unknown_graph_node_keeps_its_graph_error_type(graph, tiny):
     (lambda d: pd.Series(np.arange(20), index=np.arange(20) + 100), "index is not the examples 0..19"),
 ])
 def test_features_of_the_wrong_kind_name_the_node(tiny, fn, match):
-    from scrub.sampling import evaluate_feature
+    from scrub._sampling import evaluate_feature
 
     with pytest.raises(scrub.FeatureError, match="node 'f': the feature .*" + match):
         evaluate_feature(fn, tiny, "f")
 
 
 def test_a_sorted_series_is_aligned_by_its_index_and_0d_tensors_agree(tiny):
-    from scrub.sampling import evaluate_feature
+    from scrub._sampling import evaluate_feature
 
     values = pd.Series(tiny.tokens[:, 0].numpy())
     plain = evaluate_feature(lambda d: values, tiny, "f")
@@ -435,7 +435,7 @@ def test_subset_refuses_rows_outside_the_dataset_and_reads_boolean_masks():
 
 
 def test_an_unused_column_of_lists_does_not_break_the_data_hash(M, D):
-    from scrub.experiment import _data_hash
+    from scrub._experiment import _data_hash
 
     cols = pd.DataFrame({"lists": [[i, i + 1] for i in range(N)], "dicts": [{"k": i} for i in range(N)]})
     d1 = scrub.Dataset(D.tokens, D.labels, columns=cols)
@@ -520,8 +520,8 @@ def recorded(M, D):
 def test_the_record_holds_the_score_and_the_hypothesis_fingerprint(recorded):
     rec = recorded.record
     assert rec["score"]["loss_recovered"] == recorded.loss_recovered and rec["score"]["ci"] == list(recorded.ci)
-    assert rec["hypothesis_fingerprint"] == scrub.experiment.hypothesis_fingerprint(simple())
-    assert rec["hypothesis_fingerprint"] != scrub.experiment.hypothesis_fingerprint(simple().without("a0"))
+    assert rec["hypothesis_fingerprint"] == scrub._experiment.hypothesis_fingerprint(simple())
+    assert rec["hypothesis_fingerprint"] != scrub._experiment.hypothesis_fingerprint(simple().without("a0"))
 
 
 @pytest.mark.parametrize("edit, match", [
@@ -618,7 +618,7 @@ def test_load_model_refuses_files_that_are_not_its_weights(saved, M, make, match
 def test_load_model_refuses_a_malformed_header_config(saved, M, config, match):
     import json
 
-    from scrub.checkpoint import model_config
+    from scrub._checkpoint import model_config
 
     path = saved / "cfg.safetensors"
     _save_with_config(M, path, config if isinstance(config, str) else json.dumps(config(model_config(M))))
@@ -636,11 +636,11 @@ def test_load_model_refuses_bad_paths_and_devices(saved):
     with pytest.raises(scrub.RunOptionsError, match="device='tpu' is not a device"):
         scrub.load_model(saved / "m.safetensors", device="tpu")
     model = scrub.load_model(saved / "m.safetensors")  # and the good file loads
-    assert scrub.checkpoint.weights_hash(model) == scrub.checkpoint.weights_hash(small_model())
+    assert scrub._checkpoint.weights_hash(model) == scrub._checkpoint.weights_hash(small_model())
 
 
 def test_a_bfloat16_model_hashes_its_raw_bytes(M):
-    from scrub.checkpoint import weights_hash
+    from scrub._checkpoint import weights_hash
 
     bf = small_model().to(torch.bfloat16)
     h = weights_hash(bf)
@@ -662,7 +662,7 @@ def test_assert_faithful_checks_its_bounds_before_running(M, D, no_forward):
 
 
 def test_run_many_breakdown_and_names_refuse_the_wrong_kinds(M, D, no_forward):
-    from scrub.breakdown import breakdown
+    from scrub._breakdown import breakdown
 
     with pytest.raises(scrub.HypothesisError, match=r"run_many takes a list of hypotheses: pass \[h\]"):
         scrub.run_many(M, simple(), D)

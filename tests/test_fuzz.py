@@ -30,9 +30,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import scrub
-from scrub import executor
-from scrub.experiment import check_run_options
-from scrub.sampling import evaluate_feature
+from scrub import _executor as executor
+from scrub._experiment import check_run_options
+from scrub._sampling import evaluate_feature
 from tests.conftest import small_model
 
 N, T = 12, 5
@@ -286,9 +286,9 @@ def test_run_options_anything(option, value):
         assert option in str(exc)
         return
     assert type(out["seed"]) is int and out["seed"] >= 0
-    assert type(out["n_seeds"]) is int and 1 <= out["n_seeds"] <= scrub.experiment.MAX_SEEDS
+    assert type(out["n_seeds"]) is int and 1 <= out["n_seeds"] <= scrub._experiment.MAX_SEEDS
     assert out["batch_size"] is None or (type(out["batch_size"]) is int and out["batch_size"] >= 1)
-    assert type(out["n_boot"]) is int and out["n_boot"] >= scrub.result.MIN_BOOT
+    assert type(out["n_boot"]) is int and out["n_boot"] >= scrub._result.MIN_BOOT
     assert out["device"] is None or (isinstance(out["device"], torch.device) and out["device"].type != "meta")
 
 
@@ -417,7 +417,7 @@ def test_load_model_bytes(weights, blob, cut):
 
 
 @fuzz(60)
-@given(key=st.sampled_from([*list(scrub.checkpoint._CONFIG_KEYS), "other"]), value=wild)
+@given(key=st.sampled_from([*list(scrub._checkpoint._CONFIG_KEYS), "other"]), value=wild)
 def test_load_model_header_config(weights, key, value):
     FUZZ_COUNT["load_model: header config"] += 1
     from safetensors import safe_open
@@ -438,7 +438,7 @@ def test_load_model_header_config(weights, key, value):
         assert str(path) in str(exc)
         return
     # it loaded: the config was a valid one for these weights, and the weights are the file's
-    assert scrub.checkpoint.weights_hash(model) == scrub.checkpoint.weights_hash(scrub.load_model(weights))
+    assert scrub._checkpoint.weights_hash(model) == scrub._checkpoint.weights_hash(scrub.load_model(weights))
 
 
 # -- the CLI ---------------------------------------------------------------------------------

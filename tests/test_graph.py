@@ -3,7 +3,7 @@
 import pytest
 
 from scrub.errors import GraphError, HypothesisError
-from scrub.graph import ModelGraph
+from scrub._graph import ModelGraph
 
 
 def test_sequential_graph_nodes_ports_and_stages():

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 import scrub
-from scrub.executor import run_clean, run_plan
-from scrub.graph import INPUTS
+from scrub._executor import run_clean, run_plan
+from scrub._graph import INPUTS
 from tests.conftest import small_model
 
 
@@ -54,7 +54,7 @@ def test_all_exact_reproduces_the_model(cfg, data):
 def test_padding_takes_the_unmerged_path_and_changes_no_number(data):
     """A padded example forces separate context blocks; on a causal model, padding after the scored
     position changes nothing, so the numbers must not move. An all-ones mask pads nothing: it merges."""
-    from scrub.executor import n_blocks
+    from scrub._executor import n_blocks
 
     m = small_model(attn_only=False)
     graph = scrub.ModelGraph.from_model(m)
@@ -158,6 +158,6 @@ def test_result_to_dict_and_record(model, data):
     r = scrub.run(model, h, data, seed=0)
     d = r.to_dict()
     assert d["loss_recovered"] == r.loss_recovered and d["plan_size"]["instances"] == 2
-    assert d["record"]["weights_sha256"] == scrub.checkpoint.weights_hash(model)
+    assert d["record"]["weights_sha256"] == scrub._checkpoint.weights_hash(model)
     assert d["record"]["versions"]["torch"]
     assert "recovered" in str(r)

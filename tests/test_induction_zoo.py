@@ -16,8 +16,8 @@ from hypotheses.induction.hypotheses import (
     HEADS, SELF_HEADS, false_wrong_prev_head, induction_answers, naive, path_v, per_position, previous_tokens, tokens,
 )
 from hypotheses.induction.suite import CASES
-from scrub.executor import run_plan
-from scrub.reference import run_reference
+from scrub._executor import run_plan
+from scrub._reference import run_reference
 
 _CACHE: dict = {}
 _RESULTS: dict[str, scrub.Result] = {}

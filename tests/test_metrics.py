@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import scrub
 from scrub.errors import MetricError
-from scrub.metrics import check_metric, metric_name, per_example
+from scrub._metrics import check_metric, metric_name, per_example
 
 
 @pytest.fixture

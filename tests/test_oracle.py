@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import scrub
-from scrub.executor import run_plan
-from scrub.graph import INPUTS
-from scrub.hypothesis import HypothesisError
-from scrub.reference import run_reference
+from scrub._executor import run_plan
+from scrub._graph import INPUTS
+from scrub._hypothesis import HypothesisError
+from scrub._reference import run_reference
 from tests.conftest import small_model
 
 N, T, VOCAB = 8, 5, 6
@@ -188,7 +188,7 @@ def test_pruned_per_position_copies_change_nothing(monkeypatch):
     """Under a per-position parent, copies of a per-position child at other positions, through
     column-local ports (MLP in, head q), feed columns nobody reads: the plan leaves them out,
     and putting them back changes no output."""
-    import scrub.plan as plan_mod
+    import scrub._plan as plan_mod
 
     model = small_model(n_layers=2, attn_only=False, norm="LN", n_heads=2, d_model=12, d_vocab=VOCAB)
     graph = scrub.ModelGraph.from_model(model)

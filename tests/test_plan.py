@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 import scrub
-from scrub.plan import make_plan
+from scrub._plan import make_plan
 from tests.conftest import small_model
 
 

@@ -24,8 +24,8 @@ import pytest
 import torch
 
 import scrub
-from scrub.executor import run_plan
-from scrub.reference import run_reference
+from scrub._executor import run_plan
+from scrub._reference import run_reference
 
 torch.set_num_threads(1)
 
@@ -110,7 +110,7 @@ def data():
 
 
 def test_the_hand_set_model_copies_the_previous_token(model, data):
-    logits = scrub.executor.run_clean(model, data)
+    logits = scrub._executor.run_clean(model, data)
     assert torch.equal(logits.argmax(-1), data.labels)
     assert torch.allclose(logits.max(-1).values, torch.full((len(data),), SCALE))
 

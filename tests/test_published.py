@@ -108,7 +108,7 @@ def test_attn_2l_shortformer_is_reported_not_run(offline_empty):
     with pytest.raises(attn_2l.Unsupported) as info:
         attn_2l.load_model()
     assert isinstance(info.value, NotImplementedError)
-    assert "shortformer" in str(info.value) and "scrub/graph.py" in str(info.value)
+    assert "shortformer" in str(info.value) and "scrub/_architecture.py" in str(info.value)
     for case in CASES:
         if "attn_2l" in case.name:
             assert case.skip_reason() == attn_2l.SHORTFORMER_GAP

@@ -39,9 +39,9 @@ def test_the_record_names_everything_a_rerun_needs(setup):
     assert rec["versions"]["torch"] == metadata.version("torch")
     assert rec["score"] == {"loss_model": r.loss_model, "loss_scrubbed": r.loss_scrubbed,
                             "loss_baseline": r.loss_baseline, "loss_recovered": r.loss_recovered, "ci": list(r.ci)}
-    assert rec["hypothesis_fingerprint"] == scrub.experiment.hypothesis_fingerprint(naive())
-    assert rec["hypothesis_fingerprint"] != scrub.experiment.hypothesis_fingerprint(naive().without("token values"))
-    assert rec["baseline_fingerprint"] == scrub.experiment.hypothesis_fingerprint(scrub.fully_scrubbed())
+    assert rec["hypothesis_fingerprint"] == scrub._experiment.hypothesis_fingerprint(naive())
+    assert rec["hypothesis_fingerprint"] != scrub._experiment.hypothesis_fingerprint(naive().without("token values"))
+    assert rec["baseline_fingerprint"] == scrub._experiment.hypothesis_fingerprint(scrub.fully_scrubbed())
     json.dumps(rec)  # JSON-able as it is
 
 
@@ -92,7 +92,7 @@ def test_reproduce_checks_the_rerun_against_the_recorded_score(setup):
 def test_out_of_memory_retries_at_a_smaller_batch_and_says_so(setup, monkeypatch):
     """Passes over 1500 rows "run out of memory": the run warns, halves until every pass fits, records
     the batch size it used, and gives the same numbers as asking for that batch size directly."""
-    from scrub import executor
+    from scrub import _executor as executor
 
     model, data, _ = setup
     original = executor._forward
@@ -114,7 +114,7 @@ def test_out_of_memory_retries_at_a_smaller_batch_and_says_so(setup, monkeypatch
 
 
 def test_out_of_memory_even_one_reference_at_a_time_is_a_clear_error(setup, monkeypatch):
-    from scrub import executor
+    from scrub import _executor as executor
 
     model, data, _ = setup
 
@@ -129,7 +129,7 @@ def test_out_of_memory_even_one_reference_at_a_time_is_a_clear_error(setup, monk
 
 
 def test_other_runtime_errors_are_not_swallowed(setup, monkeypatch):
-    from scrub import executor
+    from scrub import _executor as executor
 
     model, data, _ = setup
 
@@ -144,7 +144,7 @@ def test_other_runtime_errors_are_not_swallowed(setup, monkeypatch):
 def test_run_many_equals_run_and_shares_the_clean_run_and_baseline(setup, monkeypatch):
     """Several hypotheses in one call: each Result is bit for bit what run() gives alone, while
     the model's clean run happens once and the baseline once per seed (not once per hypothesis)."""
-    from scrub import experiment
+    from scrub import _experiment as experiment
 
     model, data, _ = setup
     hs = [naive(), naive().without("token values"), naive().only("current token")]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scrub.result import MIN_BOOT, Result, bootstrap_ci, per_example_losses, percentile_interval, recovered
+from scrub._result import MIN_BOOT, Result, bootstrap_ci, per_example_losses, percentile_interval, recovered
 
 
 def table(n=200, seeds=(0,), seed=0):

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import scrub
-from scrub.sampling import Sampler, evaluate_feature
+from scrub._sampling import Sampler, evaluate_feature
 
 
 def dataset(values: np.ndarray, t: int = 3) -> scrub.Dataset:

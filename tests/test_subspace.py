@@ -86,6 +86,6 @@ def test_bad_subspaces_are_refused(setup):
     h = hypothesis(scrub.Subspace(torch.eye(D)[:, :3], name="first three"))
     assert "subspace=Subspace('first three', dim 3 of 16)" in h.describe()
     other = hypothesis(scrub.Subspace(torch.eye(D)[:, 3:6]))
-    from scrub.experiment import hypothesis_fingerprint
+    from scrub._experiment import hypothesis_fingerprint
 
     assert hypothesis_fingerprint(h) != hypothesis_fingerprint(other)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scrub.dataset import Dataset
+from scrub._dataset import Dataset
 
 __all__ = [
     "CONFIG", "SEG_MIN", "SEG_MAX", "train_batch", "TrainBatches", "make_data", "make_varying_data", "repeated_tokens",

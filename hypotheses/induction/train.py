@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import scrub
-from scrub.checkpoint import weights_hash
+from scrub._checkpoint import weights_hash
 from hypotheses.induction.data import CONFIG, TrainBatches, make_data
 from hypotheses.induction.heads import head_scores
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from hypotheses.induction import data as _induction
-from scrub.dataset import Dataset
+from scrub._dataset import Dataset
 
 __all__ = ["HF_CONFIG", "N_CTX", "D_VOCAB", "hf_config", "train_batch", "TrainBatches", "make_data", "repeated_tokens"]
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from scrub.checkpoint import weights_hash
+from scrub._checkpoint import weights_hash
 from hypotheses.induction.heads import head_scores
 from hypotheses.llama_induction.data import TrainBatches, hf_config, make_data
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 import scrub
-from scrub.checkpoint import weights_hash
+from scrub._checkpoint import weights_hash
 from hypotheses.paren import CONFIG, WEIGHTS
 from hypotheses.paren.data import encode, generate_strings, is_balanced, make_data
 

@@ -60,7 +60,7 @@ SHORTFORMER_GAP = (
     "the residual stream). Not supported yet: (1) TransformerLens 4.3's native bridge does not "
     "implement them (transformer_lens/model_bridge/sources/tl_legacy.py raises NotImplementedError, "
     "and TransformerBridgeConfig has no shortformer path); (2) scrub's ModelGraph.from_model accepts "
-    "only 'standard' (scrub/graph.py), and its graph and executor would need 'pos' to feed only the "
+    "only absolute and rotary (scrub/_architecture.py), and its graph and executor would need 'pos' to feed only the "
     "q and k ports of every head (not v, MLPs or the output), added to each head's q/k input after "
     "the layer norm of the residual. Until both exist these cases are skipped."
 )

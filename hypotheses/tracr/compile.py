@@ -279,7 +279,7 @@ def write_program(name: str, out_dir: Path = WEIGHTS_DIR) -> dict[str, Any]:
     Returns a short summary (sizes, number of test inputs, agreement with RASP).
     """
     from scrub import save_model
-    from scrub.checkpoint import model_config
+    from scrub._checkpoint import model_config
 
     from hypotheses.tracr.programs import evaluate
 

@@ -418,7 +418,7 @@ def from_program(
     ...                                      default=0))                  # doctest: +SKIP
     >>> model, h, data_fn = from_program(prog, {"a", "b"}, 5)            # doctest: +SKIP
     """
-    from scrub.checkpoint import model_config
+    from scrub._checkpoint import model_config
 
     from hypotheses.tracr.compile import compile_rasp, program_spec
     from hypotheses.tracr.convert import tracr_to_bridge

@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from scrub import alignment
-from scrub.alignment import AtTarget
-from scrub.dataset import Dataset
-from scrub.graph import ModelGraph
-from scrub.hypothesis import Claim, Hypothesis, HypothesisError, Node
-from scrub.sampling import Sampler, evaluate_feature
+from scrub import _alignment as alignment
+from scrub._alignment import AtTarget
+from scrub._dataset import Dataset
+from scrub._graph import ModelGraph
+from scrub._hypothesis import Claim, Hypothesis, HypothesisError, Node
+from scrub._sampling import Sampler, evaluate_feature
 
 __all__ = ["Instance", "Plan", "make_plan"]
 

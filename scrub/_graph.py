@@ -51,7 +51,7 @@ class ModelGraph:
 
         Raises :class:`~scrub.UnsupportedModelError` for architectures scrub does not model exactly.
         """
-        from scrub.architecture import Architecture
+        from scrub._architecture import Architecture
 
         arch = Architecture.of(model)
         return cls.build(

@@ -18,11 +18,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from scrub import architecture as A
-from scrub.architecture import Architecture
-from scrub.dataset import Dataset
-from scrub.graph import ModelGraph
-from scrub.plan import Instance, Plan
+from scrub import _architecture as A
+from scrub._architecture import Architecture
+from scrub._dataset import Dataset
+from scrub._graph import ModelGraph
+from scrub._plan import Instance, Plan
 
 __all__ = ["run_reference"]
 

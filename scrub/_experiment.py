@@ -16,8 +16,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scrub.checkpoint import model_config, weights_hash
-from scrub.dataset import Dataset
+from scrub._checkpoint import model_config, weights_hash
+from scrub._dataset import Dataset
+from scrub._executor import default_batch_size, model_device, n_blocks, run_clean, run_plan
+from scrub._graph import ModelGraph
+from scrub._hypothesis import Hypothesis
+from scrub._metrics import METRICS, Metric, check_metric, metric_name, per_example
+from scrub._options import MAX_SEEDS, RunOptions, check_run_options, resolve_options
+from scrub._plan import make_plan
+from scrub._result import Result, bootstrap_ci, recovered
+from scrub._sampling import Exact, Random
 from scrub.errors import (
     BaselineError,
     DatasetError,
@@ -25,14 +33,6 @@ from scrub.errors import (
     ReproductionError,
     RunOptionsError,
 )
-from scrub.executor import default_batch_size, model_device, n_blocks, run_clean, run_plan
-from scrub.graph import ModelGraph
-from scrub.hypothesis import Hypothesis
-from scrub.metrics import METRICS, Metric, check_metric, metric_name, per_example
-from scrub.options import MAX_SEEDS, RunOptions, check_run_options, resolve_options
-from scrub.plan import make_plan
-from scrub.result import Result, bootstrap_ci, recovered
-from scrub.sampling import Exact, Random
 
 __all__ = [
     "run", "run_many", "reproduce", "fully_scrubbed", "check_data", "check_run_options", "hypothesis_fingerprint",
@@ -185,7 +185,7 @@ def run(
             :class:`torch.device` available on this machine (not ``"meta"``). The model is moved
             only after every check has passed; a move that fails is undone.
         progress: show progress bars (default: when writing to a terminal).
-        n_boot: bootstrap resamples for the interval, at least :data:`~scrub.result.MIN_BOOT` (100).
+        n_boot: bootstrap resamples for the interval, at least :data:`~scrub._result.MIN_BOOT` (100).
 
     Returns:
         a :class:`~scrub.Result`; its ``record`` holds what reproduces it, including the score

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scrub.dataset import Dataset
+from scrub._dataset import Dataset
 from scrub.errors import FeatureError
 
 __all__ = ["Exact", "Random", "Feature", "FeatureValues", "evaluate_feature", "Sampler", "FeatureError"]

@@ -20,12 +20,12 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
-from scrub.dataset import Dataset
+from scrub._dataset import Dataset
+from scrub._hypothesis import Hypothesis
+from scrub._metrics import Metric
+from scrub._options import RunOptions, resolve_options
+from scrub._result import Result, per_example_losses, percentile_interval, resampled_recovered
 from scrub.errors import HypothesisError, RunOptionsError
-from scrub.hypothesis import Hypothesis
-from scrub.metrics import Metric
-from scrub.options import RunOptions, resolve_options
-from scrub.result import Result, per_example_losses, percentile_interval, resampled_recovered
 
 __all__ = ["breakdown", "COLUMNS"]
 
@@ -70,7 +70,7 @@ def breakdown(
         ``full - without``; each with its 95% percentile-bootstrap interval (``_lo``, ``_hi``;
         ``lost``'s is paired). ``attrs`` holds ``hypothesis``, ``full`` (the score) and ``full_ci``.
     """
-    from scrub.experiment import _check_hypothesis, run_many
+    from scrub._experiment import _check_hypothesis, run_many
 
     hypothesis = _check_hypothesis(hypothesis)
     opts = resolve_options(options, seed=seed, n_seeds=n_seeds, metric=metric, batch_size=batch_size, n_boot=n_boot,

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from scrub.dataset import Dataset
+from scrub._dataset import Dataset
 from scrub.errors import MetricError
 
 __all__ = ["Metric", "METRICS", "per_example", "MetricError", "metric_name"]

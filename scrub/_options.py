@@ -1,6 +1,6 @@
 """One value for how a hypothesis is scored: :class:`RunOptions`.
 
-Every call that scores (:func:`scrub.run`, :func:`scrub.run_many`, :func:`scrub.breakdown`,
+Every call that scores (:func:`scrub.run`, :func:`scrub.run_many`, :func:`scrub._breakdown`,
 :func:`scrub.assert_faithful`) takes ``options=RunOptions(...)`` and/or the same fields as
 keywords; keywords override the options value. A suite's :class:`~scrub.Case` builds its value
 from its own fields (:meth:`~scrub.Case.options`). The record a
@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from scrub.checkpoint import check_device
+from scrub._checkpoint import check_device
+from scrub._metrics import METRICS, Metric, metric_name
+from scrub._result import MIN_BOOT
 from scrub.errors import MetricError, RunOptionsError
-from scrub.metrics import METRICS, Metric, metric_name
-from scrub.result import MIN_BOOT
 
 __all__ = ["RunOptions", "resolve_options", "check_run_options", "MAX_SEEDS"]
 
@@ -52,7 +52,7 @@ def check_run_options(
 
     Raises :class:`~scrub.RunOptionsError` naming the option: ``seed`` a non-negative int (not a
     bool), ``n_seeds`` an int in ``1..MAX_SEEDS``, ``batch_size`` None or a positive int, ``n_boot``
-    an int of at least :data:`~scrub.result.MIN_BOOT`, ``device`` None, a string or a torch.device
+    an int of at least :data:`~scrub._result.MIN_BOOT`, ``device`` None, a string or a torch.device
     that is available here (not ``'meta'``), ``progress`` None or a bool.
     """
     out = {
@@ -86,7 +86,7 @@ class RunOptions:
         batch_size: rows per forward pass (None: sized to the model and sequence length).
         device: move the model and data there (None: where the model is).
         progress: show progress bars (None: when writing to a terminal).
-        n_boot: bootstrap resamples for the interval, at least :data:`~scrub.result.MIN_BOOT`.
+        n_boot: bootstrap resamples for the interval, at least :data:`~scrub._result.MIN_BOOT`.
     """
 
     seed: int = 0

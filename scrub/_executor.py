@@ -19,7 +19,7 @@ with the layer's own norm and weights applied to the patched residual (for group
 keys and values are written into the kv group of the head being computed); MLP inputs through
 the architecture's MLP input hook; the output reads the patched final residual and the pass stops
 there (the unembedding is applied to the output rows only). Every hook name, weight and norm
-comes from :class:`scrub.architecture.Architecture`.
+comes from :class:`scrub._architecture.Architecture`.
 
 A block runs only as deep as anything reads it: blocks are grouped into *passes* by the last
 stage they are read or patched at, and each pass stops there (a leaf previous-token head at
@@ -39,12 +39,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from scrub import architecture as A
-from scrub.architecture import Architecture
-from scrub.dataset import Dataset
+from scrub import _architecture as A
+from scrub._architecture import Architecture
+from scrub._dataset import Dataset
+from scrub._graph import ModelGraph
+from scrub._plan import Plan
 from scrub.errors import ExecutionError
-from scrub.graph import ModelGraph
-from scrub.plan import Plan
 
 __all__ = ["ExecutionError", "run_plan", "run_clean", "default_batch_size", "model_device", "n_blocks", "has_padding"]
 

@@ -17,11 +17,11 @@ import networkx as nx
 import numpy as np
 import torch
 
-from scrub.dataset import _scalar_int
+from scrub._dataset import _scalar_int
+from scrub._graph import INPUTS, ModelGraph
+from scrub._sampling import Exact, Feature, Random
+from scrub._subspace import Subspace
 from scrub.errors import HypothesisError
-from scrub.graph import INPUTS, ModelGraph
-from scrub.sampling import Exact, Feature, Random
-from scrub.subspace import Subspace
 
 __all__ = ["Hypothesis", "Node", "HypothesisError", "Claim"]
 

@@ -70,7 +70,7 @@ class AtTarget:
     """
 
     def __init__(self, feature: Any) -> None:
-        from scrub.sampling import Exact, Random
+        from scrub._sampling import Exact, Random
 
         if isinstance(feature, AtTarget):
             feature = feature.feature
@@ -90,7 +90,7 @@ class AtTarget:
         self.inner_kind: str | None = None
 
     def __call__(self, data) -> np.ndarray:
-        from scrub.sampling import evaluate_feature
+        from scrub._sampling import evaluate_feature
 
         values = evaluate_feature(self.feature, data, self.__name__)
         n, t = len(data), data.seq_len
@@ -106,7 +106,7 @@ class AtTarget:
 
     def kind(self, data) -> str:
         """``"example"`` or ``"position"``: the shape of the wrapped feature on ``data``."""
-        from scrub.sampling import evaluate_feature
+        from scrub._sampling import evaluate_feature
 
         return evaluate_feature(self.feature, data, self.__name__).kind
 
@@ -126,7 +126,7 @@ def at_target(feature: Any) -> AtTarget:
         A feature for ``Node.add(agree=...)``. With ``x`` the reference, ``p = tp(x)`` its target
         position and ``y`` the parent's example, the node claims position ``p`` only, run on
         ``e ~ U{e : F[e, p] = F[y, p]}`` for a per-position ``F``, or
-        ``e ~ U{e : tp(e) = p, f(e) = f(y)}`` for a per-example ``f``. See :mod:`scrub.alignment`.
+        ``e ~ U{e : tp(e) = p, f(e) = f(y)}`` for a per-example ``f``. See :mod:`scrub._alignment`.
 
     Example::
 
