@@ -97,6 +97,27 @@ class TrainBatches:
         return train_batch(self.rng, self.batch, self.n_ctx, self.d_vocab)
 
 
+def _lay_out(rng: np.random.Generator, seg_len: int, k: int, prefix: int, second: int, T: int, d_vocab: int):
+    """One row ``[prefix] [A] [gap] [A again, truncated at T] ``: returns ``(row, A, A[k])``.
+
+    ``A[k]`` is unique inside ``A`` (it is read again in the second copy), and the prefix and gap
+    do not contain it. The draws are made in a fixed order, so a seed gives the same row.
+    """
+    seg = rng.integers(0, d_vocab, size=seg_len)
+    cur = int(seg[k])
+    for j in range(seg_len):
+        while j != k and seg[j] == cur:
+            seg[j] = rng.integers(0, d_vocab)
+    row = rng.integers(0, d_vocab, size=T)
+    row[prefix:prefix + seg_len] = seg
+    copy = min(seg_len, T - second)
+    row[second:second + copy] = seg[:copy]
+    for p in list(range(prefix)) + list(range(prefix + seg_len, second)):
+        while row[p] == cur:
+            row[p] = rng.integers(0, d_vocab)
+    return row, seg, cur
+
+
 def make_data(n: int, seed: int = 0, *, n_ctx: int | None = None, d_vocab: int | None = None) -> Dataset:
     """``n`` evaluation examples whose last token is inside the second copy of ``A``.
 
@@ -131,19 +152,7 @@ def make_data(n: int, seed: int = 0, *, n_ctx: int | None = None, d_vocab: int |
         room = second - seg_len  # prefix + gap, gap >= 1
         gap = int(rng.integers(1, room + 1))
         prefix = room - gap
-        seg = rng.integers(0, d_vocab, size=seg_len)
-        cur = int(seg[k])
-        # A[k] must be unique inside A (it is read again in the second copy).
-        for j in range(seg_len):
-            while j != k and seg[j] == cur:
-                seg[j] = rng.integers(0, d_vocab)
-        row = rng.integers(0, d_vocab, size=T)
-        row[prefix:prefix + seg_len] = seg
-        row[second:] = seg[:k + 1]
-        # Filler (prefix and gap) must not contain the current token.
-        for p in list(range(prefix)) + list(range(prefix + seg_len, second)):
-            while row[p] == cur:
-                row[p] = rng.integers(0, d_vocab)
+        row, seg, cur = _lay_out(rng, seg_len, k, prefix, second, T, d_vocab)
         tokens[i] = row
         prev = prefix + k
         rows.append(dict(
@@ -188,18 +197,7 @@ def make_varying_data(n: int, seed: int = 0, *, n_ctx: int | None = None, d_voca
         room = second - seg_len
         gap = int(rng.integers(1, room + 1))
         prefix = room - gap
-        seg = rng.integers(0, d_vocab, size=seg_len)
-        cur = int(seg[k])
-        for j in range(seg_len):
-            while j != k and seg[j] == cur:
-                seg[j] = rng.integers(0, d_vocab)
-        row = rng.integers(0, d_vocab, size=T)
-        row[prefix:prefix + seg_len] = seg
-        copy = min(seg_len, T - second)
-        row[second:second + copy] = seg[:copy]
-        for p in list(range(prefix)) + list(range(prefix + seg_len, second)):
-            while row[p] == cur:
-                row[p] = rng.integers(0, d_vocab)
+        row, seg, cur = _lay_out(rng, seg_len, k, prefix, second, T, d_vocab)
         tokens[i] = row
         prev = prefix + k
         rows.append(dict(
