@@ -38,7 +38,7 @@ import scrub
 from benchmarks.measure import Spread, one_thread, timed
 from hypotheses.induction import load_model, make_data
 from hypotheses.induction.data import make_varying_data
-from hypotheses.induction.hypotheses import HEADS, induction_answers, previous_tokens, tokens
+from hypotheses.induction.hypotheses import per_position_at_targets
 from scrub._executor import run_plan
 from scrub._plan import make_plan
 
@@ -47,13 +47,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def issue_hypothesis() -> scrub.Hypothesis:
     """The per-position induction hypothesis as written in the issue (``positions=`` the target)."""
-    h = scrub.Hypothesis("induction, per position, positions=target")
-    ind = h.output().add("induction heads", model=HEADS["induction"], agree=induction_answers,
-                         positions=lambda d: d.target_pos)
-    ind.add("current token", model="embed", port="q", agree=tokens)
-    ind.add("previous tokens", model=HEADS["prev_token"], port="k", agree=previous_tokens)
-    ind.add("token values", model="embed", port="v", agree=tokens)
-    return h
+    return per_position_at_targets(name="induction, per position, positions=target")
 
 
 def _stats(values: list[float]) -> dict:

@@ -5,6 +5,7 @@ the hypotheses written at the target keep their ranges, the plain one warns, and
 hypothesis's plan is pruned to the copies the targets read."""
 
 import re
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +14,14 @@ import scrub
 from hypotheses.induction import load_model, locate_heads, make_data
 from hypotheses.induction.data import make_varying_data
 from hypotheses.induction.hypotheses import (
-    HEADS, SELF_HEADS, false_wrong_prev_head, induction_answers, naive, path_v, per_position, previous_tokens, tokens,
+    HEADS,
+    SELF_HEADS,
+    false_wrong_prev_head,
+    induction_answers,
+    naive,
+    path_v,
+    per_position,
+    per_position_at_targets,
 )
 from hypotheses.induction.suite import CASES
 from scrub._executor import run_plan
@@ -127,13 +135,7 @@ def test_the_plain_hypothesis_warns_on_varying_targets_and_scores_like_a_false_o
 
 def _issue_hypothesis() -> scrub.Hypothesis:
     """The per-position hypothesis as a user writes it without at_target: positions= the target."""
-    h = scrub.Hypothesis("per position, positions=target")
-    ind = h.output().add("induction heads", model=HEADS["induction"], agree=induction_answers,
-                         positions=lambda d: d.target_pos)
-    ind.add("current token", model="embed", port="q", agree=tokens)
-    ind.add("previous tokens", model=HEADS["prev_token"], port="k", agree=previous_tokens)
-    ind.add("token values", model="embed", port="v", agree=tokens)
-    return h
+    return per_position_at_targets(name="per position, positions=target")
 
 
 def test_the_per_position_plan_keeps_only_the_copies_at_the_targets():

@@ -36,7 +36,7 @@ from hypotheses.induction.data import CONFIG
 
 __all__ = [
     "HEADS", "SELF_HEADS", "tokens", "previous_tokens", "induction_answers",
-    "naive", "refined", "per_position", "path_q", "path_k", "path_v", "false_wrong_prev_head", "false_qk_swapped",
+    "naive", "refined", "per_position", "per_position_at_targets", "path_q", "path_k", "path_v", "false_wrong_prev_head", "false_qk_swapped",
 ]
 
 #: Located on the committed weights by ``locate_heads(load_model())`` (a test checks it still holds).
@@ -183,6 +183,20 @@ def per_position(heads: dict[str, list[str]] | None = None, *, name: str = "indu
     h = scrub.Hypothesis(name)
     ind = h.output().add("induction heads", model=heads["induction"], agree=scrub.at_target(induction_answers))
     ind.add("current token", model="embed", port="q", agree=scrub.at_target(tokens))
+    ind.add("previous tokens", model=heads["prev_token"], port="k", agree=previous_tokens)
+    ind.add("token values", model="embed", port="v", agree=tokens)
+    return h
+
+
+def per_position_at_targets(heads: dict[str, list[str]] | None = None, *,
+                            name: str = "induction: per position, positions=target") -> scrub.Hypothesis:
+    """:func:`per_position` as a user writes it without :func:`scrub.at_target`: per-position features
+    and ``positions=`` the target. The same claims; the plan keeps only the copies at the targets."""
+    heads = heads or HEADS
+    h = scrub.Hypothesis(name)
+    ind = h.output().add("induction heads", model=heads["induction"], agree=induction_answers,
+                         positions=lambda d: d.target_pos)
+    ind.add("current token", model="embed", port="q", agree=tokens)
     ind.add("previous tokens", model=heads["prev_token"], port="k", agree=previous_tokens)
     ind.add("token values", model="embed", port="v", agree=tokens)
     return h
