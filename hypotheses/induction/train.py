@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,11 @@ import torch
 import torch.nn.functional as F
 
 import scrub
-from scrub._checkpoint import weights_hash
 from hypotheses.induction.data import CONFIG, TrainBatches, make_data
 from hypotheses.induction.heads import head_scores
+from scrub._checkpoint import weights_hash
 
-__all__ = ["train", "evaluate", "main", "MIN_PREV_TOKEN", "MIN_INDUCTION"]
+__all__ = ["train", "fit", "one_thread_deterministic", "evaluate", "main", "MIN_PREV_TOKEN", "MIN_INDUCTION"]
 
 WEIGHTS_PATH = Path(__file__).with_name("model.safetensors")
 MIN_PREV_TOKEN: float = 0.4
@@ -41,27 +43,41 @@ def train(seed: int = 0, steps: int = 2000, batch: int = 128, lr: float = 1e-3, 
     Trains on one thread with deterministic algorithms (restored afterwards), so the
     weights depend only on ``seed`` and ``steps``, not on the machine's core count.
     """
+    with one_thread_deterministic():
+        torch.manual_seed(seed)
+        model = scrub.build_model(**{**CONFIG, "seed": seed})
+        batches = TrainBatches(seed, batch, CONFIG["n_ctx"], CONFIG["d_vocab"])
+        return fit(model, batches, steps=steps, lr=lr, weight_decay=weight_decay, log_every=log_every)
+
+
+@contextmanager
+def one_thread_deterministic():
+    """One torch thread and deterministic algorithms for the duration (both restored afterwards)."""
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     try:
-        return _train(seed, steps, batch, lr, weight_decay, log_every)
+        yield
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
 
 
-def _train(seed: int, steps: int, batch: int, lr: float, weight_decay: float, log_every: int) -> tuple[Any, float]:
-    torch.manual_seed(seed)
-    model = scrub.build_model(**{**CONFIG, "seed": seed})
+def fit(model, batches, *, steps: int, lr: float, weight_decay: float, log_every: int,
+        logits_of: Callable[[Any, torch.Tensor], torch.Tensor] = lambda m, t: m(t)) -> tuple[Any, float]:
+    """The zoo's training loop: AdamW on next-token cross-entropy at every position of ``batches``.
+
+    ``batches`` yields ``[batch, n_ctx + 1]`` token tensors; ``logits_of(model, tokens)`` gives the
+    logits (a bridge's call by default; a HuggingFace model's ``.logits`` otherwise). Returns the
+    model in eval mode and the mean loss of the last 100 steps.
+    """
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    batches = TrainBatches(seed, batch, CONFIG["n_ctx"], CONFIG["d_vocab"])
     recent: list[float] = []
     t0 = time.perf_counter()
     for step in range(1, steps + 1):
         tokens = next(batches)
-        logits = model(tokens[:, :-1])  # tokens are [batch, n_ctx + 1]: every position gets a target
+        logits = logits_of(model, tokens[:, :-1])  # tokens are [batch, n_ctx + 1]: every position gets a target
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -74,13 +90,17 @@ def _train(seed: int, steps: int, batch: int, lr: float, weight_decay: float, lo
 
 
 @torch.no_grad()
-def evaluate(model, n: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Mean cross-entropy and accuracy at the target position of ``make_data(n, seed)``."""
-    data = make_data(n, seed)
-    logits = model(data.tokens)[torch.arange(len(data)), data.target_pos]
+def evaluate(model, n: int = 2000, seed: int = 0, *, data: Callable[[int, int], Any] = make_data) -> dict[str, float]:
+    """Mean cross-entropy and accuracy at the target position of ``data(n, seed)`` (default :func:`make_data`).
+
+    ``model`` is a bridge or a HuggingFace model (anything whose call returns logits or an object
+    with ``.logits``)."""
+    d = data(n, seed)
+    out = model(d.tokens)
+    logits = getattr(out, "logits", out)[torch.arange(len(d)), d.target_pos]
     return {
-        "loss": float(F.cross_entropy(logits, data.labels)),
-        "accuracy": float((logits.argmax(-1) == data.labels).float().mean()),
+        "loss": float(F.cross_entropy(logits, d.labels)),
+        "accuracy": float((logits.argmax(-1) == d.labels).float().mean()),
     }
 
 

@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from scrub._checkpoint import weights_hash
 from hypotheses.induction.heads import head_scores
+from hypotheses.induction.train import evaluate as _evaluate
+from hypotheses.induction.train import fit, one_thread_deterministic
 from hypotheses.llama_induction.data import TrainBatches, hf_config, make_data
+from scrub._checkpoint import weights_hash
 
 __all__ = ["build", "train", "evaluate", "save", "main", "MIN_PREV_TOKEN", "MIN_INDUCTION", "SEED", "STEPS"]
 
@@ -53,52 +54,18 @@ def train(seed: int = SEED, steps: int = STEPS, batch: int = 128, lr: float = 1e
     """Train a fresh model from ``seed``; returns ``(hf_model, final_loss)`` (eval mode).
 
     ``final_loss`` is the mean training loss over the last 100 steps (all positions). Runs on one
-    thread with deterministic algorithms (both restored afterwards).
+    thread with deterministic algorithms (both restored afterwards), with the induction entry's loop.
     """
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    try:
-        return _train(seed, steps, batch, lr, weight_decay, log_every)
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
+    with one_thread_deterministic():
+        model = build(seed)
+        return fit(model, TrainBatches(seed, batch), steps=steps, lr=lr, weight_decay=weight_decay,
+                   log_every=log_every, logits_of=lambda m, t: m(input_ids=t).logits)
 
 
-def _train(seed: int, steps: int, batch: int, lr: float, weight_decay: float, log_every: int) -> tuple[Any, float]:
-    model = build(seed)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    batches = TrainBatches(seed, batch)
-    recent: list[float] = []
-    t0 = time.perf_counter()
-    for step in range(1, steps + 1):
-        tokens = next(batches)
-        logits = model(input_ids=tokens[:, :-1]).logits  # [batch, N_CTX, vocab]: every position has a target
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        recent = (recent + [loss.item()])[-100:]
-        if step % log_every == 0 or step == steps:
-            print(f"step {step:5d}  loss {sum(recent) / len(recent):.4f}  ({time.perf_counter() - t0:.1f} s)", flush=True)
-    model.eval()
-    return model, sum(recent) / len(recent)
-
-
-@torch.no_grad()
 def evaluate(model, n: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Mean cross-entropy and accuracy at the target position of ``make_data(n, seed)``.
-
-    ``model`` is the HuggingFace model or a bridge (anything whose call returns logits or an object
-    with ``.logits``)."""
-    data = make_data(n, seed)
-    out = model(data.tokens)
-    logits = getattr(out, "logits", out)[torch.arange(len(data)), data.target_pos]
-    return {
-        "loss": float(F.cross_entropy(logits, data.labels)),
-        "accuracy": float((logits.argmax(-1) == data.labels).float().mean()),
-    }
+    """Mean cross-entropy and accuracy at the target position of this entry's ``make_data(n, seed)``
+    (``model``: the HuggingFace model or a bridge)."""
+    return _evaluate(model, n, seed, data=make_data)
 
 
 def save(hf_model, path: str | Path, **metadata: Any) -> None:
