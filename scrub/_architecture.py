@@ -156,22 +156,13 @@ class Architecture:
                 "with scrub.from_hf)"
             )
         name = str(getattr(cfg, "architecture", None) or "TransformerLensNative")
-        if name in _REFUSED:
-            raise UnsupportedModelError(f"architecture {name} is not supported: {_REFUSED[name]}")
-        if name not in _TESTED:
-            known = ", ".join(sorted(_TESTED))
-            raise UnsupportedModelError(
-                f"architecture {name} is not supported yet: scrub scores only architectures it has checked "
-                f"against their own forward pass ({known}); a silently wrong score is worse than none"
-            )
+        _check_listed(name, cfg)
         pet = getattr(cfg, "positional_embedding_type", "standard")
         if pet not in ("standard", "rotary"):
             raise UnsupportedModelError(
                 f"positional_embedding_type={pet!r} is not supported: only absolute ('standard') and rotary "
                 "positions are modelled exactly"
             )
-        if any(getattr(cfg, k, 0) for k in ("num_experts", "num_local_experts", "n_routed_experts")):
-            raise UnsupportedModelError("mixture-of-experts MLPs are not supported: the graph has one MLP node per layer")
         blk = model.blocks[0]
         post = hasattr(blk, "ln1_post") or hasattr(blk, "ln2_post")
         if post and not (hasattr(blk, "ln1_post") and (bool(getattr(cfg, "attn_only", False)) or hasattr(blk, "ln2_post"))):
@@ -377,6 +368,21 @@ class Architecture:
         return torch.einsum("bthd,hdm->btm", z, self.W_O(model, layer)) + self.b_O(model, layer)
 
 
+def _check_listed(name: str, config: Any) -> None:
+    """Refuse a mixture-of-experts config, an architecture refused on purpose, or one not in the test matrix."""
+    if getattr(config, "is_encoder_decoder", False):
+        raise UnsupportedModelError(f"{name} is an encoder-decoder model: scrub scores decoder-only causal LMs")
+    if any(getattr(config, k, 0) for k in ("num_experts", "num_local_experts", "n_routed_experts")):
+        raise UnsupportedModelError(f"{name} is a mixture-of-experts model: the graph has one MLP node per layer")
+    if name in _REFUSED:
+        raise UnsupportedModelError(f"architecture {name} is not supported: {_REFUSED[name]}")
+    if name not in _TESTED:
+        raise UnsupportedModelError(
+            f"architecture {name} is not supported yet: scrub scores only architectures it has checked against "
+            f"their own forward pass ({', '.join(sorted(_TESTED))}); a silently wrong score is worse than none"
+        )
+
+
 def _weakrefable(obj: Any) -> bool:
     try:
         weakref.ref(obj)
@@ -450,17 +456,7 @@ def from_hf(hf_model: Any, tokenizer: Any = None, *, device: str | torch.device 
         )
     config = hf_model.config
     arch = type(hf_model).__name__
-    if getattr(config, "is_encoder_decoder", False):
-        raise UnsupportedModelError(f"{arch} is an encoder-decoder model: scrub scores decoder-only causal LMs")
-    if any(getattr(config, k, 0) for k in ("num_experts", "num_local_experts", "n_routed_experts")):
-        raise UnsupportedModelError(f"{arch} is a mixture-of-experts model: the graph has one MLP node per layer")
-    if arch in _REFUSED:
-        raise UnsupportedModelError(f"architecture {arch} is not supported: {_REFUSED[arch]}")
-    if arch not in _TESTED:
-        raise UnsupportedModelError(
-            f"architecture {arch} is not supported yet: scrub scores only architectures it has checked against "
-            f"their own forward pass ({', '.join(sorted(k for k in _TESTED if k != 'TransformerLensNative'))})"
-        )
+    _check_listed(arch, config)
     from transformer_lens.model_bridge.sources import build_bridge_from_module
 
     hf_model.eval()

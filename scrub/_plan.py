@@ -36,6 +36,7 @@ from scrub._dataset import Dataset
 from scrub._graph import ModelGraph
 from scrub._hypothesis import Claim, Hypothesis, HypothesisError, Node
 from scrub._sampling import Sampler, evaluate_feature
+from scrub.errors import DatasetError
 
 __all__ = ["Instance", "Plan", "make_plan"]
 
@@ -255,7 +256,7 @@ def make_plan(
     hypothesis.validate(graph)
     n, t = len(data), data.seq_len
     if n < 2:
-        raise ValueError(f"causal scrubbing needs at least 2 examples, the dataset has {n}")
+        raise DatasetError(f"causal scrubbing needs at least 2 examples, the dataset has {n}")
     tp = data.target_pos.numpy() % t
     nodes = hypothesis.nodes()
     samplers: dict[int, Sampler] = {}
