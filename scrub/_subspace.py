@@ -24,6 +24,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -89,9 +90,9 @@ class Subspace:
     def d_model(self) -> int:
         return int(self.basis.shape[0])
 
-    @property
+    @functools.cached_property
     def projection(self) -> torch.Tensor:
-        """The orthogonal projection ``B Bᵀ`` ``[d_model, d_model]`` (float64)."""
+        """The orthogonal projection ``B Bᵀ`` ``[d_model, d_model]`` (float64; computed once)."""
         return self.basis @ self.basis.T
 
     def complement(self, *, name: str | None = None) -> Subspace:
