@@ -49,8 +49,6 @@ from scrub.errors import ExecutionError
 __all__ = ["ExecutionError", "run_plan", "run_clean", "default_batch_size", "model_device", "n_blocks", "has_padding"]
 
 
-
-
 class _Stop(Exception):
     """Raised at the final residual: nothing after it is needed."""
 
@@ -240,8 +238,7 @@ class _Chunk:
     def __init__(self, model, arch: Architecture, plan: Plan, lay: _Layout, refs: np.ndarray, device) -> None:
         self.model, self.arch, self.plan, self.lay, self.b = model, arch, plan, lay, len(refs)
         self.store: dict[tuple[str, int], torch.Tensor] = {}
-        self.base: dict[int, torch.Tensor] = {}
-        self.base_mlp: dict[int, torch.Tensor] = {}  # resid_pre of MLPs whose input hook is normalised
+        self.base: dict[int, torch.Tensor] = {}  # instance -> its context's residual before the layer being patched
         self.final: torch.Tensor | None = None
         # where each instance feeds its parent: None (everywhere), an int (one position, for
         # per-position instances: only that column is touched), or a [B, T, 1] mask
@@ -267,7 +264,6 @@ class _Chunk:
         memory would grow with the number of chunks."""
         self.store.clear()
         self.base.clear()
-        self.base_mlp.clear()
         self.final = None
 
     def rows(self, block: int) -> slice:
@@ -358,11 +354,10 @@ class _Chunk:
             hs.add(A.HOOK_FINAL, self._out)
         return hs
 
-    def _capture(self, x, attn, mlp) -> None:
-        for i, _, _ in attn:
+    def _capture(self, x, *patches) -> None:
+        """The context's residual before this layer, for every instance patched here from it."""
+        for i in {i for group in patches for i, _, _ in group}:
             self.base[i] = x[self.rows(self.lay.ctx[i])].clone()
-        for i, _, _ in mlp:
-            self.base_mlp[i] = x[self.rows(self.lay.ctx[i])].clone()
 
     def _qkv(self, x, layer: int, port: str, attn):
         ln = self.arch.ln1(self.model, layer)
@@ -388,7 +383,7 @@ class _Chunk:
 
     def _mlp_in(self, x, layer: int, mlp):
         if self.arch.mlp_in_normalized:  # the hook holds ln1(resid_pre): patch the residual, then normalise
-            new = {i: self.arch.mlp_in_value(self.model, layer, self.resid(i, ports["in"], self.base_mlp[i]))
+            new = {i: self.arch.mlp_in_value(self.model, layer, self.resid(i, ports["in"], self.base[i]))
                    for i, _, ports in mlp}
         else:
             new = {i: self.resid(i, ports["in"], x[self.rows(self.lay.ctx[i])]) for i, _, ports in mlp}
