@@ -22,7 +22,7 @@ from scrub._executor import default_batch_size, model_device, n_blocks, run_clea
 from scrub._graph import ModelGraph
 from scrub._hypothesis import Hypothesis
 from scrub._metrics import METRICS, Metric, check_metric, metric_name, per_example
-from scrub._options import MAX_SEEDS, RunOptions, check_run_options, resolve_options
+from scrub._options import RunOptions, resolve_options
 from scrub._plan import make_plan
 from scrub._result import Result, bootstrap_ci, recovered
 from scrub._sampling import Exact, Random
@@ -35,8 +35,8 @@ from scrub.errors import (
 )
 
 __all__ = [
-    "run", "run_many", "reproduce", "fully_scrubbed", "check_data", "check_run_options", "hypothesis_fingerprint",
-    "ReproductionError", "MAX_SEEDS",
+    "run", "run_many", "reproduce", "fully_scrubbed", "check_data", "hypothesis_fingerprint",
+    "ReproductionError",
 ]
 
 _T = TypeVar("_T")
@@ -178,7 +178,7 @@ def run(
             (scored as error rate) or a function ``(logits [N, vocab], data) -> [N]`` losses.
         seed: seeds the sampling (a non-negative int; numpy ints are accepted); seeds
             ``seed .. seed + n_seeds - 1`` are run and pooled.
-        n_seeds: how many seeds to pool, ``1 ..`` :data:`MAX_SEEDS` (1000).
+        n_seeds: how many seeds to pool, ``1 ..`` :data:`~scrub._options.MAX_SEEDS` (1000).
         batch_size: rows per forward pass, a positive int (default: sized to the model and
             sequence length).
         device: move the model and data there (default: where the model is): a string or a

@@ -31,7 +31,7 @@ from hypothesis.extra import numpy as hnp
 
 import scrub
 from scrub import _executor as executor
-from scrub._experiment import check_run_options
+from scrub._options import check_run_options
 from scrub._sampling import evaluate_feature
 from tests.conftest import small_model
 
@@ -286,7 +286,7 @@ def test_run_options_anything(option, value):
         assert option in str(exc)
         return
     assert type(out["seed"]) is int and out["seed"] >= 0
-    assert type(out["n_seeds"]) is int and 1 <= out["n_seeds"] <= scrub._experiment.MAX_SEEDS
+    assert type(out["n_seeds"]) is int and 1 <= out["n_seeds"] <= scrub._options.MAX_SEEDS
     assert out["batch_size"] is None or (type(out["batch_size"]) is int and out["batch_size"] >= 1)
     assert type(out["n_boot"]) is int and out["n_boot"] >= scrub._result.MIN_BOOT
     assert out["device"] is None or (isinstance(out["device"], torch.device) and out["device"].type != "meta")
