@@ -80,6 +80,11 @@ def hook_mlp_out(layer: int) -> str:
     return f"blocks.{layer}.hook_mlp_out"
 
 
+def hook_mlp_post(layer: int) -> str:
+    """The MLP's hidden activations ``[B, T, d_mlp]``, the input of ``W_out`` (gated MLPs: ``act(gate) * up``)."""
+    return f"blocks.{layer}.mlp.hook_post"
+
+
 # The architectures in the test matrix: HuggingFace class name -> (family, positions, parallel).
 # Anything else is refused until it has been checked the same way.
 _TESTED: dict[str, tuple[str, str, bool]] = {
@@ -234,6 +239,81 @@ class Architecture:
     def hook_mlp_out(self, layer: int) -> str:
         """Where an MLP's output (its contribution to the residual) is read."""
         return f"blocks.{layer}.ln2_post.hook_out" if self.post_norms else hook_mlp_out(layer)
+
+    def hook_mlp_post(self, layer: int) -> str:
+        """Where an MLP's neuron activations are read (see :meth:`W_out`)."""
+        return hook_mlp_post(layer)
+
+    def hook_resid(self, layer: int) -> str:
+        """Where residual site ``r{layer}`` is read: the residual before layer ``layer`` (or before ``ln_final``)."""
+        return HOOK_FINAL if layer == self.n_layers else hook_resid_pre(layer)
+
+    # -- neurons -------------------------------------------------------------------------
+    def d_mlp(self, model: Any) -> int | None:
+        """The number of neurons of each MLP (None for attention-only models)."""
+        w = None if self.attn_only else getattr(getattr(model.blocks[0], "mlp", None), "W_out", None)
+        return None if w is None else int(w.shape[0])
+
+    def W_out(self, model: Any, layer: int) -> torch.Tensor:
+        """``[d_mlp, d_model]``: neuron ``i`` of MLP ``layer`` adds ``act_i * W_out[i]`` to the residual."""
+        self.check_neurons(model)
+        return model.blocks[layer].mlp.W_out
+
+    def check_neurons(self, model: Any) -> None:
+        """Refuse (:class:`~scrub.UnsupportedModelError`) unless every MLP's output is exactly
+        ``hook_post @ W_out + b_out``, so that a neuron's contribution to the residual is defined.
+
+        Checked once per model on one short forward pass (post-norm models are refused outright:
+        the norm after the MLP mixes the neurons' contributions).
+        """
+        if self.post_norms:
+            raise UnsupportedModelError(
+                f"architecture {self.name}: each MLP's output is normalised as a whole before it joins the residual "
+                "(a post-MLP norm), so a neuron's contribution is not defined; claim the whole MLP m<layer> instead"
+            )
+        if self.attn_only:
+            raise UnsupportedModelError("the model is attention-only: it has no MLP neurons")
+        if _NEURONS_OK.get(model, False) if _weakrefable(model) else False:
+            return
+        t = min(int(getattr(model.cfg, "n_ctx", 4)), 5)
+        tokens = (torch.arange(2 * t).reshape(2, t) * 7919 + 5) % int(model.cfg.d_vocab)
+        tokens = tokens.to(next(iter(model.parameters()), torch.empty(0)).device)
+        seen: dict[str, torch.Tensor] = {}
+
+        def grab(name: str):
+            def fn(x, hook=None):
+                seen[name] = x.detach().clone()
+
+            return fn
+
+        names = [n for layer in range(self.n_layers) for n in (hook_mlp_post(layer), self.hook_mlp_out(layer))]
+        try:
+            with torch.no_grad(), model.hooks(fwd_hooks=[(n, grab(n)) for n in names]):
+                model(tokens)
+        except Exception as exc:
+            raise UnsupportedModelError(
+                f"architecture {self.name}: the MLP activation hooks (mlp.hook_post) could not be read "
+                f"({type(exc).__name__}: {exc}), so neuron claims are not supported"
+            ) from exc
+        for layer in range(self.n_layers):
+            mlp = model.blocks[layer].mlp
+            w, b = getattr(mlp, "W_out", None), getattr(mlp, "b_out", None)
+            post, out = seen.get(hook_mlp_post(layer)), seen.get(self.hook_mlp_out(layer))
+            if w is None or post is None or out is None or post.shape[-1] != w.shape[0]:
+                raise UnsupportedModelError(
+                    f"architecture {self.name}: layer {layer}'s MLP exposes no neuron activations matching W_out, "
+                    "so neuron claims are not supported; claim the whole MLP instead"
+                )
+            with torch.no_grad():
+                rebuilt = post @ w + (0 if b is None else b)
+            err = float((rebuilt - out).abs().max())
+            if err > 1e-4 * (float(out.abs().max()) + 1.0):
+                raise UnsupportedModelError(
+                    f"architecture {self.name}: layer {layer}'s MLP output is not hook_post @ W_out + b_out "
+                    f"(off by {err:.3g}), so a neuron's contribution is not defined; claim the whole MLP instead"
+                )
+        if _weakrefable(model):
+            _NEURONS_OK[model] = True
 
     def enable_hooks(self, model: Any) -> Callable[[], None]:
         """Turn on the optional hooks scrub needs; returns a function restoring the model as it was."""
@@ -392,6 +472,7 @@ def _weakrefable(obj: Any) -> bool:
 
 
 _CACHE: weakref.WeakKeyDictionary[Any, Architecture] = weakref.WeakKeyDictionary()
+_NEURONS_OK: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 def supported_architectures():

@@ -21,6 +21,13 @@ the architecture's MLP input hook; the output reads the patched final residual a
 there (the unembedding is applied to the output rows only). Every hook name, weight and norm
 comes from :class:`scrub._architecture.Architecture`.
 
+Variables (docs/design.md): a neuron-set child's claimed difference is read from the MLP's
+activations (``mlp.hook_post``, stored under ``m{L}:post``) as ``(act_child - act_ctx)[S] @ W_out[S]``;
+a residual site ``r{L}`` is stored at the residual hook before layer ``L`` (``ln_final``'s input for
+``r{n_layers}``), as the row's residual, or, for a non-leaf site instance (whose host block is its
+context block: nothing is computed on its own example), as that residual with its children's
+claims swapped in. A site shares its stage with layer ``L``'s heads: its hook fires before theirs.
+
 A block runs only as deep as anything reads it: blocks are grouped into *passes* by the last
 stage they are read or patched at, and each pass stops there (a leaf previous-token head at
 layer 0 costs one layer, not the whole model). Passes run in order of depth, so every child's
@@ -151,10 +158,26 @@ class _Layout:
     passes: list[tuple[int, list[int]]] = field(default_factory=list)
     gathered: list[int] = field(default_factory=list)
     slot: dict[int, int] = field(default_factory=dict)  # block -> its place in its pass
+    # non-leaf residual-site instances by (site layer, host block): (instance, claims into its port "in");
+    # the value is the context's residual at the boundary with the claims swapped in
+    site_of: dict[tuple[int, int], tuple[int, list]] = field(default_factory=dict)  # (layer, block) -> entry
 
     @property
     def n_blocks(self) -> int:
         return len(self.block_examples)
+
+
+def _key(node, up: str) -> str:
+    """Where a claim on ``up`` by ``node`` is read from: the output, or an MLP's neuron activations."""
+    return f"{up}{POST}" if node.neurons is not None else up
+
+
+#: suffix of the store key of an MLP's neuron activations (``m1:post``)
+POST = ":post"
+
+
+def _key_stage(g: ModelGraph, key: str) -> int:
+    return g.stage(key.removesuffix(POST))
 
 
 def _layout(plan: Plan, has_mask: bool) -> _Layout:
@@ -162,12 +185,12 @@ def _layout(plan: Plan, has_mask: bool) -> _Layout:
     lay = _Layout()
     for inst in plan.instances:
         stages = {g.stage(m) for m in inst.node.model}
-        merge = (
-            not inst.is_leaf
-            and not has_mask
+        site = any(g.is_site(m) for m in inst.node.model)
+        merge = not inst.is_leaf and (site or (  # a site's value is its context's residual: never computed anew
+            not has_mask
             and len(stages) == 1
             and not any(g.kind(m) == "input" for m in inst.node.model)
-        )
+        ))
         lay.host[inst.index] = lay.n_blocks
         random = inst.random
         lay.block_examples.append(random if merge and random is not None else inst.examples)
@@ -181,7 +204,7 @@ def _layout(plan: Plan, has_mask: bool) -> _Layout:
         static = plan.position_masks.get(id(inst.node))
         if inst.position is not None and (static is None or static.ndim == 1):
             for m in inst.node.model:
-                lay.only_at[(m, lay.host[inst.index])] = inst.position
+                lay.only_at[(_key(inst.node, m), lay.host[inst.index])] = inst.position
     for inst in plan.instances:
         if inst.is_leaf:
             continue
@@ -190,11 +213,16 @@ def _layout(plan: Plan, has_mask: bool) -> _Layout:
         port_claims: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
         for c in inst.children:
             for claim in plan.instances[c].claims:
-                port_claims[(claim.node, claim.port)].append((c, claim.up))
-                lay.needs[claim.up].update((lay.host[c], lay.ctx[i]))
+                key = _key(plan.instances[c].node, claim.up)
+                port_claims[(claim.node, claim.port)].append((c, key))
+                lay.needs[key].update((lay.host[c], lay.ctx[i]))
         by_stage: dict[tuple, list[str]] = defaultdict(list)
         for m in inst.node.model:
             kind = g.kind(m)
+            if kind == "site":
+                entry = (i, port_claims.get((m, "in"), []))
+                lay.site_of[(g.site_layer(m), lay.host[i])] = entry
+                continue
             key = ("attn", g.layer(m)) if kind == "attn" else ("mlp", g.layer(m)) if kind == "mlp" else ("out",)
             by_stage[key].append(m)
         for key, nodes in by_stage.items():
@@ -218,7 +246,7 @@ def _split_passes(lay: _Layout, g: ModelGraph) -> None:
     last: dict[int, int] = defaultdict(int)
     for node, blocks in lay.needs.items():
         for blk in blocks:
-            last[blk] = max(last[blk], g.stage(node))
+            last[blk] = max(last[blk], _key_stage(g, node))
     for key, patches in lay.patches.items():
         for i, _, _ in patches:
             for blk in (lay.host[i], lay.ctx[i]):
@@ -245,10 +273,16 @@ class _Chunk:
         self.masks: dict[int, torch.Tensor | int | None] = {}
         # where an instance claims only a subspace of its outputs: the projection [d, d]
         self.proj: dict[int, torch.Tensor] = {}
+        # where an instance claims a neuron set of an MLP: (neuron indices, W_out[those rows])
+        self.neurons: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         for inst in plan.instances[1:]:
             sub = inst.node.subspace
             if sub is not None:
                 self.proj[inst.index] = sub.projection.to(device=device, dtype=_dtype(model))
+            if inst.node.neurons is not None:
+                idx = torch.tensor(inst.node.neurons, device=device)
+                w_out = arch.W_out(model, plan.graph.layer(inst.node.model[0]))
+                self.neurons[inst.index] = (idx, w_out[idx])
             static = plan.position_masks.get(id(inst.node))
             if inst.position is not None and (static is None or static.ndim == 1):
                 if static is not None and not static[inst.position]:  # the plan drops these: never silently skip one
@@ -295,8 +329,13 @@ class _Chunk:
         r = base.clone()
         for c, up in claims:
             child, ctx = self.store[(up, self.lay.host[c])], self.store[(up, self.lay.ctx[i])]
-            m, p = self.masks[c], self.proj.get(c)
-            project = (lambda d: d) if p is None else (lambda d, p=p: d @ p)
+            m, p, nw = self.masks[c], self.proj.get(c), self.neurons.get(c)
+
+            def project(d, p=p, nw=nw):
+                """The claimed part of an output difference: its neurons' share, then its subspace's."""
+                d = d if nw is None else d[..., nw[0]] @ nw[1].to(d.dtype)
+                return d if p is None else d @ p
+
             if m is None:
                 r += project(child - ctx)
             elif isinstance(m, int):
@@ -325,8 +364,10 @@ class _Chunk:
             attn = patched(("attn", layer))
             mlp = patched(("mlp", layer)) if not g.attn_only and 2 * layer + 2 <= stop else []
             mlp_pre = mlp if arch.mlp_in_normalized else []
-            if attn or mlp_pre:
-                hs.add(A.hook_resid_pre(layer), lambda x, a=attn, m=mlp_pre: self._capture(x, a, m))
+            sites = needed(f"r{layer}")
+            if attn or mlp_pre or sites:
+                hs.add(A.hook_resid_pre(layer),
+                       lambda x, a=attn, m=mlp_pre, L=layer, s=sites: self._sites(x, L, s) or self._capture(x, a, m))
             if attn:
                 for port in ("q", "k", "v"):
                     if any(port in ports for _, _, ports in attn):
@@ -346,13 +387,28 @@ class _Chunk:
                 continue
             if mlp:
                 hs.add(arch.hook_mlp_in(layer), lambda x, L=layer, a=mlp: self._mlp_in(x, L, a))
+            if needed(f"m{layer}{POST}"):
+                n = f"m{layer}{POST}"
+                hs.add(arch.hook_mlp_post(layer), lambda x, n=n, b=needed(n): self.keep(n, x, b))
             if needed(f"m{layer}") or stop == 2 * layer + 2:
                 n = f"m{layer}"
                 out = lambda x, n=n, b=needed(n): self.keep(n, x, b)
                 hs.add(arch.hook_mlp_out(layer), _then_stop(out, stop == 2 * layer + 2))
         if stop == 2 * g.n_layers + 1:
-            hs.add(A.HOOK_FINAL, self._out)
+            last = g.n_layers
+            hs.add(A.HOOK_FINAL, lambda x, s=needed(f"r{last}"): self._sites(x, last, s) or self._out(x))
         return hs
+
+    def _sites(self, x, layer: int, blocks: list[int]) -> None:
+        """Store residual site ``r{layer}`` for ``blocks``: the row's residual, or for a non-leaf site
+        instance hosted there, its context's residual with its children's claims swapped in."""
+        for blk in blocks:
+            entry = self.lay.site_of.get((layer, blk))
+            if entry is None:
+                self.put(f"r{layer}", blk, x[self.rows(blk)].clone())
+            else:
+                i, claims = entry
+                self.put(f"r{layer}", blk, self.resid(i, claims, x[self.rows(self.lay.ctx[i])]))
 
     def _capture(self, x, *patches) -> None:
         """The context's residual before this layer, for every instance patched here from it."""

@@ -130,6 +130,8 @@ def hypothesis_fingerprint(h: Hypothesis) -> str:
             "positions": _feature_id(n.positions), "agree": _feature_id(n.agree), "open": bool(n.open),
             "subspace": None if getattr(n, "subspace", None) is None else n.subspace.fingerprint(),
             "children": [c.name for c in n.children],
+            # only where set, so fingerprints of hypotheses without neuron sets are unchanged
+            **({} if getattr(n, "neurons", None) is None else {"neurons": list(n.neurons)}),
         })
         for c in n.children:
             walk(c)

@@ -6,6 +6,15 @@ attention head (or one ``a{L}`` per attention layer on post-norm models), ``m{L}
 themselves graph nodes: ``a{L}.{H}.q|k|v``, ``m{L}.in`` and ``out.in``. Every component
 feeds every port of every later component (the residual stream is the sum of all
 earlier outputs); edges go ``component -> port -> component``.
+
+**Residual sites.** Besides components, a hypothesis can name the residual stream at a layer
+boundary: ``r{L}`` is the residual before layer ``L`` (``r0`` right after the embeddings,
+``r{n_layers}`` the final residual before ``ln_final``). A site is not a term of the residual sum
+(it *is* the sum of every component below the boundary, plus those layers' attention output
+biases), so it is not a node of the networkx graph: :meth:`ModelGraph.is_site`,
+:meth:`ModelGraph.feeds`, :meth:`ModelGraph.ports` and :meth:`ModelGraph.covers` answer for it.
+A site feeds every port of every component at or above its boundary (and of later sites), and has
+one input port ``in``, fed by every component below the boundary (and earlier sites).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ ATTN_PORTS = ("q", "k", "v")
 
 _HEAD = re.compile(r"^a(\d+)\.(\d+)$")
 _MLP = re.compile(r"^m(\d+)$")
+_SITE = re.compile(r"^r(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,8 @@ class ModelGraph:
     parallel: bool = False
     #: Attention nodes are whole layers ``a{L}`` (post-norm models, where a head's contribution is undefined).
     whole_layers: bool = False
+    #: The MLPs' hidden width (number of neurons), where known (None for a graph built without a model).
+    d_mlp: int | None = None
 
     @classmethod
     def from_model(cls, model) -> ModelGraph:
@@ -56,13 +68,13 @@ class ModelGraph:
         arch = Architecture.of(model)
         return cls.build(
             arch.n_layers, arch.n_heads, arch.attn_only, inputs=arch.inputs, parallel=arch.parallel,
-            whole_layers=arch.post_norms,
+            whole_layers=arch.post_norms, d_mlp=arch.d_mlp(model),
         )
 
     @classmethod
     def build(
         cls, n_layers: int, n_heads: int, attn_only: bool = False, *, inputs: tuple[str, ...] = INPUTS,
-        parallel: bool = False, whole_layers: bool = False,
+        parallel: bool = False, whole_layers: bool = False, d_mlp: int | None = None,
     ) -> ModelGraph:
         """The graph of a model with this shape (no model needed).
 
@@ -107,7 +119,7 @@ class ModelGraph:
         add_component("out", "output", n_layers, 2 * n_layers + 1, ("in",))
         return cls(
             n_layers=n_layers, n_heads=n_heads, attn_only=attn_only, graph=g, inputs=tuple(inputs), parallel=parallel,
-            whole_layers=whole_layers,
+            whole_layers=whole_layers, d_mlp=d_mlp,
         )
 
     # -- queries -----------------------------------------------------------------------
@@ -118,14 +130,48 @@ class ModelGraph:
         return sorted(comps, key=lambda n: (self.graph.nodes[n]["stage"], self.graph.nodes[n]["head"] or 0))
 
     def kind(self, node: str) -> str:
-        return self.graph.nodes[node]["kind"]
+        """``input``, ``attn``, ``mlp``, ``output``, ``port`` or ``site``."""
+        return "site" if self.is_site(node) else self.graph.nodes[node]["kind"]
 
     def stage(self, node: str) -> int:
-        """Position in the forward pass: 0 inputs, 2L+1 layer L's heads, 2L+2 its MLP, 2n+1 the output."""
+        """Position in the forward pass: 0 inputs, 2L+1 layer L's heads, 2L+2 its MLP, 2n+1 the output.
+
+        A site ``r{L}`` is read where layer ``L`` starts (its residual input), so it shares layer
+        ``L``'s heads' stage ``2L+1`` (``r{n}``: the output's, ``2n+1``).
+        """
+        if self.is_site(node):
+            return 2 * self.site_layer(node) + 1
         return self.graph.nodes[node]["stage"]
 
     def layer(self, node: str) -> int:
+        """The layer of a component (-1 for inputs, ``n_layers`` for the output); a site's boundary."""
+        if self.is_site(node):
+            return self.site_layer(node)
         return self.graph.nodes[node]["layer"]
+
+    # -- residual sites ----------------------------------------------------------------
+    def is_site(self, node: str) -> bool:
+        """Whether ``node`` names a residual site ``r{L}`` of this model (``0 <= L <= n_layers``)."""
+        m = _SITE.match(node) if isinstance(node, str) else None
+        return bool(m) and m.group(1) == str(int(m.group(1))) and int(m.group(1)) <= self.n_layers
+
+    def site_layer(self, site: str) -> int:
+        """The boundary ``L`` of site ``r{L}``."""
+        return int(site[1:])
+
+    @property
+    def sites(self) -> list[str]:
+        """Every residual site, ``r0`` to ``r{n_layers}``."""
+        return [f"r{layer}" for layer in range(self.n_layers + 1)]
+
+    def below(self, site: str) -> list[str]:
+        """The components whose outputs make up site ``r{L}``: the inputs and everything in layers ``< L``."""
+        layer = self.site_layer(site)
+        return [c for c in self.components if self.kind(c) != "output" and self.layer(c) < layer]
+
+    def covers(self, up: str) -> frozenset[str]:
+        """The components a claim on ``up`` stands for: ``up`` itself, or all of a site's :meth:`below`."""
+        return frozenset(self.below(up)) if self.is_site(up) else frozenset([up])
 
     def head(self, node: str) -> int | None:
         return self.graph.nodes[node]["head"]
@@ -140,21 +186,45 @@ class ModelGraph:
         return [f"a{layer}"] if self.whole_layers else [f"a{layer}.{h}" for h in range(self.n_heads)]
 
     def ports(self, node: str) -> tuple[str, ...]:
-        return self.graph.nodes[node]["ports"]
+        """A component's input ports (a site has one, ``in``)."""
+        return ("in",) if self.is_site(node) else self.graph.nodes[node]["ports"]
 
     def upstream(self, node: str, port: str) -> list[str]:
-        """The components that feed ``node``'s input ``port``."""
+        """The components that feed ``node``'s input ``port`` (sites excluded: they are no terms of the sum)."""
+        if self.is_site(node):
+            return self.below(node) if port == "in" else []
+        if port not in self.ports(node):
+            return []
         return list(self.graph.predecessors(f"{node}.{port}"))
 
     def feeds(self, up: str, node: str, port: str) -> bool:
-        """Whether component ``up`` feeds ``node``'s input ``port``."""
+        """Whether ``up`` (a component or a site) feeds ``node``'s input ``port``.
+
+        A site ``r{L}`` feeds a port when every component below ``L`` does (and it is not the
+        port's own site): the heads of layers ``>= L``, the MLPs reading them, the output, later sites.
+        """
+        if port not in self.ports(node):
+            return False
+        if self.is_site(up):
+            if self.is_site(node):
+                return self.site_layer(up) < self.site_layer(node)
+            below = self.below(up)
+            return self.kind(node) != "input" and all(self.feeds(c, node, port) for c in below)
+        if self.is_site(node):
+            return up in self.below(node)
         return self.graph.has_edge(up, f"{node}.{port}")
 
     def check_component(self, name: str, where: str = "") -> None:
-        """Raise :class:`GraphError` naming ``name`` and the valid choices if it is not a component."""
-        if name in self.graph and self.kind(name) != "port":
+        """Raise :class:`GraphError` naming ``name`` and the valid choices if it is not a component or a site."""
+        if self.is_site(name) or (name in self.graph and self.kind(name) != "port"):
             return
         prefix = f"{where}: " if where else ""
+        m = _SITE.match(name)
+        if m:
+            raise GraphError(
+                f"{prefix}unknown residual site {name!r}: the model has sites r0 (after the embeddings) to "
+                f"r{self.n_layers} (the final residual), without leading zeros"
+            )
         if name == "pos" and "pos" not in self.inputs:
             raise GraphError(
                 f"{prefix}the model has no 'pos' node: its positions are rotary, applied inside each head's query "

@@ -9,6 +9,7 @@ Node('current token' -> embed.q, agree=...)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +24,11 @@ from scrub._sampling import Exact, Feature, Random
 from scrub._subspace import Subspace
 from scrub.errors import HypothesisError
 
-__all__ = ["Hypothesis", "Node", "HypothesisError", "Claim"]
+__all__ = ["Hypothesis", "Node", "HypothesisError", "Claim", "conflicting_claims"]
 
 Positions = Sequence[int] | Callable[[Any], Any] | None
+_MLP_NAME = re.compile(r"^m\d+$")
+_SITE_NAME = re.compile(r"^r\d+$")
 
 
 
@@ -53,6 +56,8 @@ class Node:
         self.agree: Feature = agree
         #: Only the projection of the model nodes' outputs onto this subspace is claimed (None: all of it).
         self.subspace: Subspace | None = None
+        #: Only these neurons of the (single) MLP in ``model`` are claimed (None: the whole MLP).
+        self.neurons: tuple[int, ...] | None = None
         self.children: list[Node] = []
         #: A childless node that is *not* a leaf: its model nodes take every input from the random
         #: context (what is left of a node when :meth:`Hypothesis.without` removes all its children).
@@ -67,13 +72,18 @@ class Node:
         positions: Positions = None,
         agree: Feature = Exact(),
         subspace: Subspace | None = None,
+        neurons: Sequence[int] | None = None,
     ) -> Node:
         """Claim that ``model`` (one or more graph nodes) computes feature ``agree`` and feeds this node.
 
         Args:
             name: the interpretation node's name (unique in the hypothesis), or an existing
                 :class:`Node` to attach again (the DAG is treeified: each place gets its own samples).
-            model: graph node(s), e.g. ``"a0.0"``, ``["a1.1", "a1.3"]``, ``"embed"``, ``"m0"``.
+            model: graph node(s), e.g. ``"a0.0"``, ``["a1.1", "a1.3"]``, ``"embed"``, ``"m0"``, or one
+                residual site ``"r{L}"``: the residual stream before layer ``L`` (``"r0"`` after the
+                embeddings, ``"r{n_layers}"`` the final residual). A site stands for everything below
+                its boundary: claiming it replaces all of those components' direct edges into the
+                parent's port, and its own children are components (or sites) below the boundary.
             port: restrict the claimed path to this input port of the parent (``"q"``, ``"k"``,
                 ``"v"`` for heads, ``"in"`` for MLPs and the output). Default: all ports.
             positions: restrict the claim to these sequence positions: a non-empty list of ints
@@ -86,6 +96,10 @@ class Node:
             subspace: claim only the projection of the model nodes' outputs onto this
                 :class:`~scrub.Subspace` of the residual stream; the orthogonal complement comes
                 from the parent's random context, as if unclaimed.
+            neurons: claim only these neurons (indices into ``d_mlp``) of the one MLP ``model``
+                names: the parent receives ``x_ctx + sum_{i in neurons} (act_i - act_i^ctx) W_out[i]``,
+                the other neurons and the output bias coming from its random context. The node's
+                children still patch the MLP's input as usual.
 
         Returns:
             The new child node (add its own children to it).
@@ -95,8 +109,8 @@ class Node:
                 ``port=``/``positions=``/``agree=``/``model=`` given when attaching an existing node.
         """
         if isinstance(name, Node):
-            given = [k for k, v in (("model", model), ("port", port), ("positions", positions), ("subspace", subspace))
-                     if v is not None]
+            given = [k for k, v in (("model", model), ("port", port), ("positions", positions), ("subspace", subspace),
+                                    ("neurons", neurons)) if v is not None]
             if not (isinstance(agree, Exact) and type(agree) is Exact):
                 given.append("agree")
             if given:
@@ -128,8 +142,10 @@ class Node:
                 f"node {name!r}: subspace= must be a scrub.Subspace (e.g. scrub.Subspace.span(vectors)), "
                 f"got {type(subspace).__name__}"
             )
+        neuron_set = None if neurons is None else _neurons(neurons, models, name)
         child = Node(self.hypothesis, name, models, port, positions, agree)
         child.subspace = subspace
+        child.neurons = neuron_set
         self.hypothesis._names[name] = child
         self.children.append(child)
         return child
@@ -139,6 +155,7 @@ class Node:
         pos = "" if self.positions is None else f", positions={self.positions if not callable(self.positions) else 'fn'}"
         pos += ", open" if self.open else ""
         pos += "" if self.subspace is None else f", subspace={self.subspace!r}"
+        pos += "" if self.neurons is None else f", neurons={_short(self.neurons)}"
         agree = self.agree if isinstance(self.agree, (Exact, Random, str)) else getattr(self.agree, "__name__", "fn")
         return f"Node({self.name!r} -> {','.join(self.model)}{port}{pos}, agree={agree})"
 
@@ -230,6 +247,15 @@ class Hypothesis:
                         f"node {node.name!r}: only the output node (h.output()) maps to 'out'; "
                         "map this node to heads, MLPs or embeddings"
                     )
+            sites = [m for m in node.model if graph.is_site(m)]
+            if sites and len(node.model) > 1:
+                raise HypothesisError(
+                    f"node {node.name!r}: a residual site ({sites[0]}) must be its node's only model node, since it "
+                    f"already stands for every component below its boundary; add {[m for m in node.model if m != sites[0]]} "
+                    "as a separate node"
+                )
+            if node.neurons is not None:
+                _check_neurons(node, graph)
             if node is not root and len(set(node.model)) != len(node.model):
                 raise HypothesisError(f"node {node.name!r}: model= names a graph node twice: {list(node.model)}")
             if node.children and any(m in INPUTS for m in node.model):
@@ -240,17 +266,12 @@ class Hypothesis:
             if node.positions is not None and not callable(node.positions):
                 _static_positions(node.positions, node.name)  # set after add(): checked again
         for node in self.nodes():  # model nodes are all known: now the edges
-            seen: dict[Claim, Node] = {}
-            for child in node.children:
-                for claim in self.claims(node, child, graph):
-                    other = seen.get(claim)
-                    if other is not None and _positions_may_overlap(other.positions, child.positions):
-                        raise HypothesisError(
-                            f"nodes {other.name!r} and {child.name!r} both claim the treeified path "
-                            f"{claim.up} -> {claim.node}.{claim.port} under {node.name!r}; give them disjoint "
-                            "ports or positions, or merge them into one node"
-                        )
-                    seen[claim] = child
+            claimed = [(child, self.claims(node, child, graph)) for child in node.children]
+            for i, (a, ca) in enumerate(claimed):
+                for b, cb in claimed[i + 1 :]:
+                    clash = conflicting_claims(graph, a, ca, b, cb)
+                    if clash is not None and _positions_may_overlap(a.positions, b.positions):
+                        raise HypothesisError(_overlap_message(a, b, clash, node))
 
     # -- sub-hypotheses (claim breakdowns) -----------------------------------------------
     def leaves(self) -> list[str]:
@@ -291,7 +312,7 @@ class Hypothesis:
             if id(n) in made:
                 return made[id(n)]
             c = new.output() if n is self.root else Node(new, n.name, n.model, n.port, n.positions, n.agree)
-            c.port, c.open, c.subspace = n.port, n.open, n.subspace
+            c.port, c.open, c.subspace, c.neurons = n.port, n.open, n.subspace, n.neurons
             made[id(n)] = c
             new._names[n.name] = c
             c.children = [clone(k) for k in n.children if keep(k)]
@@ -316,6 +337,93 @@ class Hypothesis:
 
     def __repr__(self) -> str:
         return f"Hypothesis({self.name!r}, {len(self._names)} nodes)"
+
+
+def conflicting_claims(graph: ModelGraph, a: Node, ca: list[Claim], b: Node, cb: list[Claim]):
+    """A pair of claims of siblings ``a`` and ``b`` that patch the same thing into the same port, or None.
+
+    Two claims on one port overlap when what they stand for shares a component (a site stands for
+    every component below its boundary), unless both claim disjoint neuron sets of one MLP.
+    """
+    for x in ca:
+        for y in cb:
+            if (x.node, x.port) != (y.node, y.port) or not graph.covers(x.up) & graph.covers(y.up):
+                continue
+            if x.up == y.up and a.neurons is not None and b.neurons is not None and not set(a.neurons) & set(b.neurons):
+                continue
+            return x, y
+    return None
+
+
+def _overlap_message(a: Node, b: Node, clash: tuple[Claim, Claim], parent: Node, when: str = "") -> str:
+    x, y = clash
+    how = "" if x.up == y.up else f" ({y.up} is part of it: a residual site stands for every component below it)"
+    if x.up != y.up and not graph_site(x.up):
+        x, y = y, x
+        how = f" ({y.up} is part of it: a residual site stands for every component below it)"
+    return (
+        f"nodes {a.name!r} and {b.name!r} both claim the treeified path {x.up} -> {x.node}.{x.port} under "
+        f"{parent.name!r}{when}{how}; give them disjoint ports, positions or neuron sets, or merge them into one node"
+    )
+
+
+def graph_site(name: str) -> bool:
+    """Whether ``name`` is spelled like a residual site ``r{L}``."""
+    return bool(_SITE_NAME.match(name))
+
+
+def _short(items: Sequence[int]) -> str:
+    items = list(items)
+    return str(items) if len(items) <= 6 else f"[{', '.join(map(str, items[:5]))}, ... ({len(items)} neurons)]"
+
+
+def _neurons(neurons, models: list[str], node: str) -> tuple[int, ...]:
+    """``neurons=`` as a sorted tuple of distinct non-negative ints (the range is checked against the model)."""
+    if len(models) != 1 or not _MLP_NAME.match(models[0]):
+        raise HypothesisError(
+            f"node {node!r}: neurons= selects neurons of one MLP, so model= must be a single MLP such as 'm1'; "
+            f"got {models} (attention heads, embeddings and residual sites have no neurons)"
+        )
+    if isinstance(neurons, (str, bytes, Mapping)) or _scalar_int(neurons) is not None:
+        raise HypothesisError(f"node {node!r}: neurons= must be a list of ints, got {type(neurons).__name__} {neurons!r}")
+    if isinstance(neurons, (torch.Tensor, np.ndarray)):
+        arr = neurons.detach().cpu().numpy() if isinstance(neurons, torch.Tensor) else neurons
+        if arr.ndim != 1 or arr.dtype.kind == "b":
+            raise HypothesisError(f"node {node!r}: neurons= must be a 1-d list of ints (neuron indices), got an array "
+                                  f"of shape {arr.shape} and dtype {arr.dtype}")
+        items = list(arr)
+    elif isinstance(neurons, (Sequence, set, frozenset, range)):
+        items = list(neurons)
+    else:
+        raise HypothesisError(f"node {node!r}: neurons= must be a list of ints, got {type(neurons).__name__}")
+    out = []
+    for v in items:
+        i = _scalar_int(v)
+        if i is None or i < 0:
+            raise HypothesisError(
+                f"node {node!r}: neurons= must hold non-negative ints (neuron indices); got {type(v).__name__} {v!r}"
+            )
+        out.append(i)
+    if not out:
+        raise HypothesisError(f"node {node!r}: neurons= is empty, which claims nothing; leave it out to claim the whole MLP")
+    if len(set(out)) != len(out):
+        dup = sorted({i for i in out if out.count(i) > 1})
+        raise HypothesisError(f"node {node!r}: neurons= names neurons {dup} more than once")
+    return tuple(sorted(out))
+
+
+def _check_neurons(node: Node, graph: ModelGraph) -> None:
+    assert node.neurons is not None
+    if graph.whole_layers:
+        raise HypothesisError(
+            f"node {node.name!r}: this model normalises each MLP's output as a whole (a post-MLP norm), so a neuron's "
+            f"contribution to the residual is not defined; claim the whole MLP {node.model[0]!r} instead"
+        )
+    if graph.d_mlp is not None and node.neurons[-1] >= graph.d_mlp:
+        bad = [i for i in node.neurons if i >= graph.d_mlp]
+        raise HypothesisError(
+            f"node {node.name!r}: neurons {bad} are out of range: {node.model[0]} has neurons 0..{graph.d_mlp - 1}"
+        )
 
 
 def _strings(value, node: str, arg: str, valid: str) -> list[str]:

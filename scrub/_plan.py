@@ -34,7 +34,7 @@ from scrub import _alignment as alignment
 from scrub._alignment import AtTarget
 from scrub._dataset import Dataset
 from scrub._graph import ModelGraph
-from scrub._hypothesis import Claim, Hypothesis, HypothesisError, Node
+from scrub._hypothesis import Claim, Hypothesis, HypothesisError, Node, _overlap_message, conflicting_claims
 from scrub._sampling import Sampler, evaluate_feature
 from scrub.errors import DatasetError
 
@@ -288,13 +288,10 @@ def make_plan(
             for b in node.children[i + 1 :]:
                 if id(a) not in masks or id(b) not in masks or a is b:
                     continue
-                shared = set(hypothesis.claims(node, a, graph)) & set(hypothesis.claims(node, b, graph))
-                if shared and (masks[id(a)] & masks[id(b)]).any():
-                    c = next(iter(shared))
-                    raise HypothesisError(
-                        f"nodes {a.name!r} and {b.name!r} both claim the treeified path {c.up} -> {c.node}.{c.port} "
-                        f"under {node.name!r} at the same positions for some examples"
-                    )
+                clash = conflicting_claims(graph, a, hypothesis.claims(node, a, graph), b,
+                                           hypothesis.claims(node, b, graph))
+                if clash is not None and (masks[id(a)] & masks[id(b)]).any():
+                    raise HypothesisError(_overlap_message(a, b, clash, node, " at the same positions for some examples"))
 
     rng = np.random.default_rng(seed)
     walked: list[_Walked] = []  # every instance of the full tree, in depth-first order (kept when unpruned)

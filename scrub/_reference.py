@@ -11,6 +11,17 @@ kv group itself: no head-to-group indexing is shared with the executor), and eac
 is read from ``hook_z``; for an MLP its input hook is overwritten; for the output the final
 residual is, and the logits are the model's own. It shares only the sampled plan with the executor, and is the
 baseline the benchmarks compare against.
+
+Variables finer than components (docs/design.md, "Variables"):
+
+- a **neuron-set** child claiming neurons ``S`` of ``m{L}`` replaces, in the parent's input,
+  ``m{L}``'s context output by ``x_ctx(m) + sum_{i in S} (act_i^child - act_i^ctx) W_out[i]``, the
+  activations read at ``mlp.hook_post`` (in the clean run, or the instance's own run);
+- a **residual site** ``r{L}`` is never run: its value in an instance is the explicit sum of the
+  outputs of every component below the boundary (its children's where claimed, the instance's
+  random context's elsewhere) plus those layers' attention output biases, exactly like a port's
+  input; a leaf site is that sum over the clean run on its own example. A parent claiming it adds
+  ``r_child - r_ctx`` (projected, masked) to its port input, on top of the context's components.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ def _clean_outputs(model, arch: Architecture, graph: ModelGraph, data: Dataset, 
     names = [A.HOOK_EMBED] + ([A.HOOK_POS] if "pos" in graph.inputs else [])
     names += [arch.hook_attn_out(layer) if graph.whole_layers else A.hook_z(layer) for layer in range(graph.n_layers)]
     names += [] if graph.attn_only else [arch.hook_mlp_out(layer) for layer in range(graph.n_layers)]
+    names += [] if graph.attn_only or graph.whole_layers else [A.hook_mlp_post(layer) for layer in range(graph.n_layers)]
     cache: dict[str, torch.Tensor] = {}
 
     def grab(name):
@@ -58,6 +70,13 @@ def _clean_outputs(model, arch: Architecture, graph: ModelGraph, data: Dataset, 
                 out[f"a{layer}.{h}"] = z[:, h] @ w_o[h]
         if not graph.attn_only:
             out[f"m{layer}"] = cache[arch.hook_mlp_out(layer)][0]
+        if A.hook_mlp_post(layer) in cache:
+            out[f"m{layer}:post"] = cache[A.hook_mlp_post(layer)][0]
+    for site in graph.sites:  # the residual at each boundary: the explicit sum of what lies below it
+        total = _bias_into(model, arch, graph, site, "in").to(out["embed"].dtype)
+        for up in graph.upstream(site, "in"):
+            total = total + out[up]
+        out[site] = total
     return out
 
 
@@ -87,7 +106,7 @@ class _Oracle:
         example = int(inst.examples[ref])
         if inst.random is None:  # a leaf: evaluated on its own example all the way down
             clean = self.clean(example)
-            return {m: clean[m] for m in inst.node.model}
+            return {k: v for k, v in clean.items() if k.split(":")[0] in inst.node.model}
         random = self.clean(int(inst.random[ref]))  # one shared random example per call
         children = [(self.plan.instances[c], self.outputs(self.plan.instances[c], ref)) for c in inst.children]
         port_inputs: dict[tuple[str, str], torch.Tensor] = {}
@@ -98,15 +117,36 @@ class _Oracle:
                     value = random[up]
                     for child, child_out in children:
                         if any(c.node == n and c.port == port and c.up == up for c in child.claims):
-                            mask = self.plan.claim_mask(child, np.array([ref]))
-                            here = child_out[up]
-                            if child.node.subspace is not None:  # the claimed component only; the rest unclaimed
-                                p = child.node.subspace.projection.to(device=here.device, dtype=here.dtype)
-                                here = value + (here - value) @ p
-                            value = here if mask is None else torch.where(mask[0][:, None], here, value)
+                            value = self._swap(child, child_out, random, up, value, ref)
                     total = total + value
+                for child, child_out in children:  # claimed sites: r_child - r_ctx on top of the context
+                    for c in child.claims:
+                        if c.node == n and c.port == port and self.g.is_site(c.up):
+                            total = total + self._swap(child, child_out, random, c.up, torch.zeros_like(total), ref)
                 port_inputs[(n, port)] = total
+        site = [m for m in inst.node.model if self.g.is_site(m)]
+        if site:  # a site is its port input: nothing is run
+            return {site[0]: port_inputs[(site[0], "in")]}
         return self._compute(inst, example, port_inputs, ref)
+
+    def _swap(self, child: Instance, child_out, random, up: str, value: torch.Tensor, ref: int) -> torch.Tensor:
+        """``value`` (what the parent would read from ``up``) with ``child``'s claim on ``up`` swapped in.
+
+        The claimed difference is the child's output minus the random context's (for a neuron set,
+        the neurons' share of it; for a subspace, its projection), added where the child is claimed.
+        """
+        if child.node.neurons is not None:
+            idx = list(child.node.neurons)
+            post = child_out[f"{up}:post"] - random[f"{up}:post"]
+            w = self.arch.W_out(self.model, self.g.layer(up))
+            diff = post[:, idx] @ w[idx].to(post.dtype)
+        else:
+            diff = child_out[up] - random[up]
+        if child.node.subspace is not None:  # the claimed subspace only; the rest unclaimed
+            diff = diff @ child.node.subspace.projection.to(device=diff.device, dtype=diff.dtype)
+        here = value + diff
+        mask = self.plan.claim_mask(child, np.array([ref]))
+        return here if mask is None else torch.where(mask[0][:, None], here, value)
 
     def _compute(self, inst: Instance, example: int, port_inputs, ref: int) -> dict[str, torch.Tensor]:
         """The instance's model nodes computed by the model on the instance's example, their inputs overwritten.
@@ -169,7 +209,12 @@ class _Oracle:
                 def read_mlp(x, hook=None, n=n):
                     got[n] = x[0]
 
+                def read_post(x, hook=None, n=n):
+                    got[f"{n}:post"] = x[0]
+
                 hooks.append((arch.hook_mlp_out(layer), read_mlp))
+                if not g.whole_layers:
+                    hooks.append((arch.hook_mlp_post(layer), read_post))
             elif g.kind(n) == "output":
                 hooks.append((A.HOOK_FINAL, overwrite(port_inputs[(n, "in")])))
         tokens = self.data.tokens[example : example + 1]
