@@ -11,6 +11,7 @@ and read the fraction of loss it recovers with a confidence interval::
 from importlib import metadata as _metadata
 
 from scrub import internal as internal  # the plan, executor and oracle: scrub.internal
+from scrub._ablation import Mean, Zero
 from scrub._alignment import AlignmentWarning, at_target
 from scrub._architecture import Architecture, from_hf, supported_architectures
 from scrub._breakdown import breakdown
@@ -39,7 +40,7 @@ from scrub.suite import Case, run_suite
 from scrub.testing import assert_faithful
 
 __all__ = [
-    "Dataset", "ModelGraph", "Hypothesis", "Node", "Exact", "Random", "Subspace", "at_target", "AlignmentWarning", "run", "run_many", "RunOptions", "breakdown", "Case", "run_suite", "assert_faithful", "write_html", "reproduce", "Result", "Plan", "make_plan",
+    "Dataset", "ModelGraph", "Hypothesis", "Node", "Exact", "Random", "Subspace", "Mean", "Zero", "at_target", "AlignmentWarning", "run", "run_many", "RunOptions", "breakdown", "Case", "run_suite", "assert_faithful", "write_html", "reproduce", "Result", "Plan", "make_plan",
     "fully_scrubbed", "build_model", "load_model", "save_model", "from_hf", "Architecture", "supported_architectures",
     "HypothesisError", "GraphError", "FeatureError", "MetricError", "ExecutionError", "ReproductionError",
     "ScrubError", "DatasetError", "RunOptionsError", "BaselineError", "UnsupportedModelError", "CheckpointError",

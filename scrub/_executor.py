@@ -47,6 +47,7 @@ import torch
 from tqdm.auto import tqdm
 
 from scrub import _architecture as A
+from scrub._ablation import Ablation, ablated_input, ablated_values, check_ablation
 from scrub._architecture import Architecture
 from scrub._dataset import Dataset
 from scrub._graph import ModelGraph
@@ -180,7 +181,7 @@ def _key_stage(g: ModelGraph, key: str) -> int:
     return g.stage(key.removesuffix(POST))
 
 
-def _layout(plan: Plan, has_mask: bool) -> _Layout:
+def _layout(plan: Plan, has_mask: bool, ablated: bool = False) -> _Layout:
     g: ModelGraph = plan.graph
     lay = _Layout()
     for inst in plan.instances:
@@ -229,7 +230,7 @@ def _layout(plan: Plan, has_mask: bool) -> _Layout:
             ports = {p: port_claims.get((nodes[0], p), []) for p in g.ports(nodes[0])}
             for m in nodes[1:]:  # heads of one layer in one instance share their claims
                 assert all(port_claims.get((m, p), []) == ports[p] for p in ports)
-            if merged:  # unclaimed ports already hold the context's input
+            if merged and not ablated:  # unclaimed ports already hold the context's input
                 ports = {p: cl for p, cl in ports.items() if cl}
             if ports or key == ("out",):
                 lay.patches[key].append((i, nodes, ports))
@@ -263,8 +264,12 @@ def _split_passes(lay: _Layout, g: ModelGraph) -> None:
 class _Chunk:
     """Hooks for one chunk of ``b`` references."""
 
-    def __init__(self, model, arch: Architecture, plan: Plan, lay: _Layout, refs: np.ndarray, device) -> None:
+    def __init__(self, model, arch: Architecture, plan: Plan, lay: _Layout, refs: np.ndarray, device,
+                 ablated: dict[str, torch.Tensor] | None = None) -> None:
         self.model, self.arch, self.plan, self.lay, self.b = model, arch, plan, lay, len(refs)
+        #: under a mean or zero ablation (not causal scrubbing): every component's fixed context value
+        self.ablated = ablated
+        self.ablated_inputs: dict[tuple[str, str], torch.Tensor] = {}
         self.store: dict[tuple[str, int], torch.Tensor] = {}
         self.base: dict[int, torch.Tensor] = {}  # instance -> its context's residual before the layer being patched
         self.final: torch.Tensor | None = None
@@ -328,7 +333,8 @@ class _Chunk:
         """The residual into a port of instance ``i``: the context's, with claimed nodes swapped in."""
         r = base.clone()
         for c, up in claims:
-            child, ctx = self.store[(up, self.lay.host[c])], self.store[(up, self.lay.ctx[i])]
+            child = self.store[(up, self.lay.host[c])]
+            ctx = self.store[(up, self.lay.ctx[i])] if self.ablated is None else self.ablated[up][None]
             m, p, nw = self.masks[c], self.proj.get(c), self.neurons.get(c)
 
             def project(d, p=p, nw=nw):
@@ -343,6 +349,16 @@ class _Chunk:
             else:
                 r += project(child - ctx) * m
         return r
+
+    def ctx_input(self, i: int, node: str, port: str, x: torch.Tensor | None = None) -> torch.Tensor:
+        """The context's input into ``node``'s ``port`` for instance ``i``: its context block's residual
+        (``x`` at this hook, or the one captured before the layer), or under an ablation the fixed one."""
+        if self.ablated is not None:
+            key = (node, port)
+            if key not in self.ablated_inputs:
+                self.ablated_inputs[key] = ablated_input(self.model, self.plan.graph, self.ablated, node, port)
+            return self.ablated_inputs[key][None].expand(self.b, -1, -1)
+        return self.base[i] if x is None else x[self.rows(self.lay.ctx[i])]
 
     def keep(self, node: str, x: torch.Tensor, blocks: list[int]) -> None:
         for blk in blocks:
@@ -408,7 +424,7 @@ class _Chunk:
                 self.put(f"r{layer}", blk, x[self.rows(blk)].clone())
             else:
                 i, claims = entry
-                self.put(f"r{layer}", blk, self.resid(i, claims, x[self.rows(self.lay.ctx[i])]))
+                self.put(f"r{layer}", blk, self.resid(i, claims, self.ctx_input(i, f"r{layer}", "in", x)))
 
     def _capture(self, x, *patches) -> None:
         """The context's residual before this layer, for every instance patched here from it."""
@@ -424,7 +440,7 @@ class _Chunk:
             # query heads read their own row; keys and values live in the heads' kv groups
             heads = [h for n in nodes for h in self.plan.graph.heads_of(n)]
             rows = sorted(set(self.arch.rows(port, heads)))
-            normed = ln(self.resid(i, ports[port], self.base[i]))
+            normed = ln(self.resid(i, ports[port], self.ctx_input(i, nodes[0], port)))
             val = torch.einsum("btm,hmd->bthd", normed, w[rows]) + bias[rows]
             x[self.rows(self.lay.host[i]), :, rows] = val.to(x.dtype)
         return x
@@ -439,17 +455,17 @@ class _Chunk:
 
     def _mlp_in(self, x, layer: int, mlp):
         if self.arch.mlp_in_normalized:  # the hook holds ln1(resid_pre): patch the residual, then normalise
-            new = {i: self.arch.mlp_in_value(self.model, layer, self.resid(i, ports["in"], self.base[i]))
-                   for i, _, ports in mlp}
+            new = {i: self.arch.mlp_in_value(self.model, layer, self.resid(i, ports["in"], self.ctx_input(i, m[0], "in")))
+                   for i, m, ports in mlp}
         else:
-            new = {i: self.resid(i, ports["in"], x[self.rows(self.lay.ctx[i])]) for i, _, ports in mlp}
+            new = {i: self.resid(i, ports["in"], self.ctx_input(i, m[0], "in", x)) for i, m, ports in mlp}
         for i, val in new.items():
             x[self.rows(self.lay.host[i])] = val.to(x.dtype)
         return x
 
     def _out(self, x):
         (i, _, ports), = self.lay.patches[("out",)]
-        self.final = self.resid(i, ports.get("in", []), x[self.rows(self.lay.ctx[i])])
+        self.final = self.resid(i, ports.get("in", []), self.ctx_input(i, "out", "in", x))
         raise _Stop
 
 
@@ -483,15 +499,20 @@ def run_plan(
     batch_size: int | None = None,
     progress: bool | None = False,
     desc: str = "scrubbing",
+    ablation: Ablation | None = None,
 ) -> torch.Tensor:
     """The scrubbed model's logits at each reference's target position, ``[N, vocab]``.
 
     ``batch_size`` is the number of rows per forward pass; a chunk holds
-    ``batch_size // blocks`` references (at least one).
+    ``batch_size // blocks`` references (at least one). With ``ablation``
+    (:class:`~scrub.Mean` or :class:`~scrub.Zero`; not causal scrubbing) every context value is
+    that fixed value instead of the random example's.
     """
     device = model_device(model)
     arch = Architecture.of(model)
-    lay = _layout(plan, has_padding(data))
+    ablation = check_ablation(ablation)
+    ablated = None if ablation is None else ablated_values(model, plan.graph, data, ablation, device)
+    lay = _layout(plan, has_padding(data), ablated is not None)
     rows_per_pass = batch_size or default_batch_size(model, data.seq_len)
     per_chunk = max(1, rows_per_pass // lay.n_blocks)
     if rows_per_pass < lay.n_blocks:
@@ -507,7 +528,7 @@ def run_plan(
     with torch.inference_mode(), _mlp_in_hooks(model, arch, needs_mlp_in):
         quiet = True if progress is False or len(chunks) < 2 else (None if progress is None else False)  # None: on a terminal
         for refs in tqdm(chunks, desc=desc, disable=quiet, leave=False):
-            chunk = _Chunk(model, arch, plan, lay, refs, device)
+            chunk = _Chunk(model, arch, plan, lay, refs, device, ablated)
             if lay.gathered:
                 chunk.gather(data.tokens[torch.from_numpy(examples[lay.gathered][:, refs].reshape(-1))].to(device))
             for stop, blocks in lay.passes:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from scrub._ablation import NOT_CAUSAL, Ablation
 from scrub._checkpoint import model_config, weights_hash
 from scrub._dataset import Dataset
 from scrub._executor import default_batch_size, model_device, n_blocks, run_clean, run_plan
@@ -164,6 +165,7 @@ def run(
     device: str | torch.device | None = None,
     progress: bool | None = None,
     n_boot: int | None = None,
+    ablation: Ablation | None = None,
 ) -> Result:
     """Causally scrub ``model`` under ``hypothesis`` on ``data``.
 
@@ -188,6 +190,8 @@ def run(
             only after every check has passed; a move that fails is undone.
         progress: show progress bars (default: when writing to a terminal).
         n_boot: bootstrap resamples for the interval, at least :data:`~scrub._result.MIN_BOOT` (100).
+        ablation: :class:`~scrub.Mean` or :class:`~scrub.Zero` to give unclaimed inputs fixed values
+            instead of resampling them: **not causal scrubbing** (the result says so). Default None.
 
     Returns:
         a :class:`~scrub.Result`; its ``record`` holds what reproduces it, including the score
@@ -204,7 +208,7 @@ def run(
     positions on the data, the metric) before any model runs.
     """
     opts = resolve_options(options, metric=metric, seed=seed, n_seeds=n_seeds, batch_size=batch_size, device=device,
-                           progress=progress, n_boot=n_boot)
+                           progress=progress, n_boot=n_boot, ablation=ablation)
     (result,) = run_many(model, [hypothesis], data, options=opts, baseline=baseline)
     return result
 
@@ -223,6 +227,7 @@ def run_many(
     device: str | torch.device | None = None,
     progress: bool | None = None,
     n_boot: int | None = None,
+    ablation: Ablation | None = None,
 ) -> list[Result]:
     """:func:`run` for several hypotheses on the same model, data and seeds.
 
@@ -240,7 +245,7 @@ def run_many(
         raise HypothesisError("run_many needs at least one hypothesis")
     baseline = fully_scrubbed() if baseline is None else _check_hypothesis(baseline, "baseline")
     opts = resolve_options(options, metric=metric, seed=seed, n_seeds=n_seeds, batch_size=batch_size, device=device,
-                           progress=progress, n_boot=n_boot)
+                           progress=progress, n_boot=n_boot, ablation=ablation)
     seed, n_seeds, batch_size, n_boot, metric = opts.seed, opts.n_seeds, opts.batch_size, opts.n_boot, opts.metric
     progress = opts.progress
     target: torch.device | None = opts.torch_device
@@ -262,7 +267,8 @@ def run_many(
     def scrub(plan, desc: str) -> np.ndarray:
         try:
             logits = _fitting(
-                lambda b: run_plan(model, plan, data, batch_size=b, progress=progress, desc=desc), rows, floor, model
+                lambda b: run_plan(model, plan, data, batch_size=b, progress=progress, desc=desc, ablation=opts.ablation),
+                rows, floor, model
             )
             return per_example(metric, logits, data, model_logits)
         except Exception as exc:  # say which run failed, keeping the error's type
@@ -286,6 +292,9 @@ def run_many(
         "weights_sha256": weights_hash(model),
         "data_sha256": _data_hash(data),
         "device": str(next(model.parameters()).device),
+        # only when set: a mean or zero ablation is not causal scrubbing, and the record says so
+        **({} if opts.ablation is None else {"ablation": opts.ablation.name, "method": f"{opts.ablation.name} ablation "
+                                             f"of unclaimed inputs ({NOT_CAUSAL})"}),
     }
     results = []
     for h, hplans in zip(hypotheses, plans, strict=True):

@@ -150,6 +150,24 @@ class Node:
         self.children.append(child)
         return child
 
+    def describe_model(self) -> str:
+        """What the node claims, in words: its model nodes, a neuron set (and its size), a residual
+        site (which boundary) and a subspace (its dimension), e.g. ``m1 neurons [3, 7, 9] (3 of the MLP)``."""
+        parts = []
+        for m in self.model:
+            if _SITE_NAME.match(m):
+                layer = int(m[1:])
+                parts.append(f"{m} (residual before layer {layer})" if layer else f"{m} (residual after the embeddings)")
+            else:
+                parts.append(m)
+        text = ", ".join(parts)
+        if self.neurons is not None:
+            text += f" neurons {_short(self.neurons)} ({len(self.neurons)} neuron{'s' if len(self.neurons) > 1 else ''})"
+        if self.subspace is not None:
+            label = f" {self.subspace.name!r}" if self.subspace.name else ""
+            text += f", subspace{label} (k={self.subspace.dim} of {self.subspace.d_model})"
+        return text
+
     def __repr__(self) -> str:
         port = "" if self.port is None else "." + "|".join(self.port)
         pos = "" if self.positions is None else f", positions={self.positions if not callable(self.positions) else 'fn'}"

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from scrub._ablation import Ablation, check_ablation
 from scrub._checkpoint import check_device
 from scrub._metrics import METRICS, Metric, metric_name
 from scrub._result import MIN_BOOT
@@ -87,6 +88,10 @@ class RunOptions:
         device: move the model and data there (None: where the model is).
         progress: show progress bars (None: when writing to a terminal).
         n_boot: bootstrap resamples for the interval, at least :data:`~scrub._result.MIN_BOOT`.
+        ablation: None (the default: unclaimed inputs are resampled, causal scrubbing), or
+            :class:`~scrub.Mean` / :class:`~scrub.Zero`: unclaimed inputs take each component's
+            mean output over the dataset (per position) or zero. **Not causal scrubbing**: results
+            say so in their summary, record and report.
     """
 
     seed: int = 0
@@ -96,8 +101,10 @@ class RunOptions:
     device: str | None = None
     progress: bool | None = None
     n_boot: int = 1000
+    ablation: Ablation | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "ablation", check_ablation(self.ablation))
         opts = check_run_options(seed=self.seed, n_seeds=self.n_seeds, batch_size=self.batch_size, n_boot=self.n_boot,
                                  device=self.device, progress=self.progress)
         for key in ("seed", "n_seeds", "batch_size", "n_boot", "progress"):
@@ -124,15 +131,18 @@ class RunOptions:
 
     def record(self) -> dict[str, Any]:
         """The options as the reproduction record stores them (a custom metric by its name)."""
-        return {"seed": self.seed, "n_seeds": self.n_seeds, "metric": metric_name(self.metric),
-                "batch_size": self.batch_size, "n_boot": self.n_boot}
+        out = {"seed": self.seed, "n_seeds": self.n_seeds, "metric": metric_name(self.metric),
+               "batch_size": self.batch_size, "n_boot": self.n_boot}
+        if self.ablation is not None:  # only when set: records of causal scrubbing runs are unchanged
+            out["ablation"] = self.ablation.name
+        return out
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], *, metric: Metric | None = None) -> RunOptions:
         """The options a record was scored with (a custom metric must be passed again as ``metric``)."""
         return cls(seed=record["seed"], n_seeds=record["n_seeds"], batch_size=record.get("batch_size"),
                    n_boot=record.get("n_boot", 1000), metric=metric if metric is not None else record.get("metric", "loss"),
-                   progress=False)
+                   progress=False, ablation=record.get("ablation"))
 
 
 def resolve_options(options: RunOptions | None, **given: Any) -> RunOptions:

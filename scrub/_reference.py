@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from scrub import _architecture as A
+from scrub._ablation import Mean, check_ablation
 from scrub._architecture import Architecture
 from scrub._dataset import Dataset
 from scrub._graph import ModelGraph
@@ -90,10 +91,31 @@ def _bias_into(model, arch: Architecture, graph: ModelGraph, node: str, port: st
 
 
 class _Oracle:
-    def __init__(self, model, plan: Plan, data: Dataset) -> None:
+    def __init__(self, model, plan: Plan, data: Dataset, ablation=None) -> None:
         self.model, self.plan, self.data, self.g = model, plan, data, plan.graph
         self.arch = Architecture.of(model)
         self._clean: dict[int, dict[str, torch.Tensor]] = {}
+        self.ablated = None if ablation is None else self._ablated(ablation)
+
+    def _ablated(self, ablation) -> dict[str, torch.Tensor]:
+        """Every component's fixed context value: its clean outputs averaged over the dataset one
+        example at a time, per position over the examples attending there (or zeros); sites summed anew."""
+        runs = [self.clean(e) for e in range(len(self.data))]
+        mask = (torch.ones(self.data.tokens.shape) if self.data.attention_mask is None
+                else self.data.attention_mask.double())
+        out: dict[str, torch.Tensor] = {}
+        for key in runs[0]:
+            if self.g.is_site(key):
+                continue
+            total = sum(r[key].double() * mask[e][:, None] for e, r in enumerate(runs))
+            mean = total / mask.sum(0).clamp(min=1)[:, None]
+            out[key] = (mean if isinstance(ablation, Mean) else torch.zeros_like(mean)).to(runs[0][key].dtype)
+        for site in self.g.sites:
+            total = _bias_into(self.model, self.arch, self.g, site, "in").to(out["embed"].dtype)
+            for up in self.g.upstream(site, "in"):
+                total = total + out[up]
+            out[site] = total
+        return out
 
     def clean(self, example: int) -> dict[str, torch.Tensor]:
         """The clean run on one example (each example's clean run is the same wherever it is used)."""
@@ -107,7 +129,8 @@ class _Oracle:
         if inst.random is None:  # a leaf: evaluated on its own example all the way down
             clean = self.clean(example)
             return {k: v for k, v in clean.items() if k.split(":")[0] in inst.node.model}
-        random = self.clean(int(inst.random[ref]))  # one shared random example per call
+        # one shared random example per call (or, under an ablation, the fixed values)
+        random = self.clean(int(inst.random[ref])) if self.ablated is None else self.ablated
         children = [(self.plan.instances[c], self.outputs(self.plan.instances[c], ref)) for c in inst.children]
         port_inputs: dict[tuple[str, str], torch.Tensor] = {}
         for n in inst.node.model:
@@ -231,12 +254,14 @@ class _Oracle:
         return got
 
 
-def run_reference(model, plan: Plan, data: Dataset, refs=None) -> torch.Tensor:
+def run_reference(model, plan: Plan, data: Dataset, refs=None, *, ablation=None) -> torch.Tensor:
     """Scrubbed logits at the target position, ``[len(refs), vocab]``, by the recursive algorithm.
 
     Slow: one model run per tree instance (two for non-leaves) per reference. For tests and benchmarks.
+    With ``ablation`` (:class:`~scrub.Mean` or :class:`~scrub.Zero`: not causal scrubbing) the
+    random contexts are replaced by the fixed values.
     """
     refs = range(plan.n) if refs is None else refs
-    oracle = _Oracle(model, plan, data)
+    oracle = _Oracle(model, plan, data, check_ablation(ablation))
     with torch.inference_mode():
         return torch.stack([oracle.outputs(plan.root, int(r))["out"] for r in refs]).float()

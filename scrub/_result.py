@@ -152,12 +152,21 @@ class Result:
               loss: model 0.3112, scrubbed 0.5213, baseline 2.0000 (fully scrubbed)
         """
         lo, hi = self.ci
-        return (
+        text = (
             f"fraction of {self.metric} recovered: {self.loss_recovered:.1%} (95% CI {lo:.1%} .. {hi:.1%}; "
             f"N={self.n_examples}, seeds={self.seeds})\n"
             f"  {self.metric}: model {self.loss_model:.4f}, scrubbed {self.loss_scrubbed:.4f}, "
             f"baseline {self.loss_baseline:.4f} ({self.baseline})"
         )
+        if self.ablation is not None:
+            text += f"\n  {self.ablation} ablation of unclaimed inputs: not causal scrubbing"
+        return text
+
+    @property
+    def ablation(self) -> str | None:
+        """``"mean"`` or ``"zero"`` when unclaimed inputs were ablated rather than resampled
+        (not causal scrubbing); None for causal scrubbing."""
+        return self.record.get("ablation")
 
     def __str__(self) -> str:
         return f"hypothesis {self.hypothesis!r}\n{self.summary()}"

@@ -104,16 +104,24 @@ def _score_section(result) -> str:
     lo, hi = result.ci
     m, s, b = result.loss_model, result.loss_scrubbed, result.loss_baseline
     metric = _e(result.metric)
+    ablation = getattr(result, "ablation", None)
     rows = "".join(
         f"<tr><th>{label}</th><td class='num'>{_num(v)}</td><td class='note'>{note}</td></tr>"
         for label, v, note in (
             (f"{metric}, model", m, "the unmodified model"),
-            (f"{metric}, scrubbed", s, "claimed paths fed agreeing inputs, the rest resampled"),
+            (f"{metric}, scrubbed", s, "claimed paths fed agreeing inputs, the rest resampled" if ablation is None
+             else f"claimed paths fed agreeing inputs, the rest {_e(ablation)}-ablated (not causal scrubbing)"),
             (f"{metric}, baseline", b, f"{_e(result.baseline)} (0% recovered)"),
         )
     )
+    warning = "" if ablation is None else (
+        f"<p class='ablation' id='ablation' data-ablation='{_e(ablation)}'><strong>{_e(ablation)} ablation of unclaimed "
+        "inputs: not causal scrubbing.</strong> Unclaimed inputs took each component's "
+        f"{'mean output over the dataset' if ablation == 'mean' else 'zero output'} instead of their value on a random "
+        "example.</p>"
+    )
     return (
-        "<section class='score'><div class='big'>"
+        f"{warning}<section class='score'><div class='big'>"
         f"<div id='score' data-value='{float(result.loss_recovered)!r}'>{result.loss_recovered:.1%}</div>"
         f"<div class='what'>of {metric} recovered</div>"
         f"<div id='ci' data-lo='{float(lo)!r}' data-hi='{float(hi)!r}'>95% CI {lo:.1%} .. {hi:.1%}</div>"
@@ -169,7 +177,8 @@ def _nodes_table(spec, colours: dict[str, str]) -> str:
         role = "output" if n is spec.root else ("open (children removed)" if getattr(n, "open", False) else ("leaf" if not n.children else "inner"))
         rows.append(
             f"<tr><td>{_swatch(colours.get(n.name))}<span class='nm'>{_e(n.name)}</span></td>"
-            f"<td>{_e(', '.join(n.model))}</td><td>{_e(port)}</td><td>{_e(pos)}</td>"
+            f"<td>{_e(n.describe_model() if hasattr(n, 'describe_model') else ', '.join(n.model))}</td>"
+            f"<td>{_e(port)}</td><td>{_e(pos)}</td>"
             f"<td>{_e(_feature_name(n.agree))}</td><td>{_e(role)}</td></tr>"
         )
     return (
@@ -398,12 +407,41 @@ def _model_svg(spec, graph, colours: dict[str, str]) -> str:
         kind = graph.kind(first)
         label = {"input": "inputs", "output": "output", "attn": f"layer {graph.layer(first)}", "mlp": f"MLP {graph.layer(first)}"}[kind]
         parts.append(f"<text x='4' y='{xy[first][1] + 4:.1f}' class='stage'>{label}</text>")
+    sites: dict[str, str] = {}  # claimed residual sites: a dashed line at their layer boundary
+    for up, _, _, child in edges:
+        if graph.is_site(up):
+            sites.setdefault(up, child)
+    for n in spec.nodes():
+        for m in n.model:
+            if graph.is_site(m):
+                sites.setdefault(m, n.name)
+    site_y: dict[str, float] = {}
+    for site, owner in sites.items():
+        stage = graph.stage(site)
+        anchor = next((n for n in pos if graph.stage(n) == stage), None)
+        if anchor is None:
+            continue
+        y = xy[anchor][1] + gap_y / 2
+        site_y[site] = y
+        colour = colours.get(owner, "#555")
+        parts.append(
+            f"<g class='site' data-site='{_e(site)}'><title>{_e(site)}: the residual stream before "
+            f"{'the unembedding' if graph.site_layer(site) == graph.n_layers else f'layer {graph.site_layer(site)}'}"
+            f" (claimed by {_e(owner)})</title><line x1='{left}' y1='{y:.1f}' x2='{width - margin}' y2='{y:.1f}' "
+            f"stroke='{colour}' stroke-width='2' stroke-dasharray='6 4'/>"
+            f"<text x='{width - margin:.1f}' y='{y - 3:.1f}' text-anchor='end' fill='{colour}' class='mport'>{_e(site)}</text></g>"
+        )
     fan: dict[str, int] = {}
     for up, node, port, child in edges:  # claimed paths, each into its port
+        if node not in xy or (up not in xy and up not in site_y):
+            continue  # paths into a site: the site's line stands for them
         k = fan.get(up, 0)
         fan[up] = k + 1
         colour = colours.get(child, "#555")
-        (xa, ya) = xy[up]
+        if up in site_y:  # from the site's line, straight below the port
+            xa, ya = port_x(node, port), site_y[up] + bh / 2
+        else:
+            (xa, ya) = xy[up]
         x0, y0 = xa + ((k % 5) - 2) * 3, ya - bh / 2
         x1, y1 = port_x(node, port), xy[node][1] + bh / 2 + 2
         ym = (y0 + y1) / 2
@@ -630,7 +668,12 @@ def _short(text: str, n: int = 30) -> str:
 
 def _mapping(node) -> str:
     port = "" if node.port is None else "." + "|".join(node.port)
-    return ", ".join(node.model) + port
+    model = ", ".join(node.model)
+    if getattr(node, "neurons", None) is not None:
+        model += f"[{len(node.neurons)} neurons]"
+    if getattr(node, "subspace", None) is not None:
+        model += f" (k={node.subspace.dim})"
+    return model + port
 
 
 def _fn_name(fn) -> str:
@@ -654,6 +697,7 @@ header h1 {{ margin: 0 0 2px; font-size: 24px; }}
 section {{ background: #fff; border: 1px solid #dde2e7; border-radius: 8px; padding: 12px 16px; margin: 0 0 14px; }}
 h2 {{ font-size: 16px; margin: 0 0 8px; }}
 .note {{ color: #66707a; font-size: 12.5px; }}
+.ablation {{ background: #fff3cd; border: 1px solid #e0b84c; padding: 8px 12px; border-radius: 4px; }}
 .caption {{ color: #333b44; font-size: 13px; max-width: 980px; }}
 .score {{ display: flex; gap: 28px; align-items: center; flex-wrap: wrap; }}
 .score .big {{ flex: 0 0 250px; }}

@@ -311,3 +311,73 @@ def test_executor_matches_oracle_on_random_hypotheses_with_variables(seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # batch sizes below the block count warn
         check_variables_agreement(seed)
+
+
+# -- mean and zero ablation (not causal scrubbing) -------------------------------------------
+@pytest.mark.parametrize("ablation", [scrub.Mean(), scrub.Zero()])
+@pytest.mark.parametrize("seed", [3, 17, 40])
+def test_executor_matches_oracle_under_ablation(ablation, seed):
+    rng = np.random.default_rng(seed)
+    model = random_model(rng)
+    graph = scrub.ModelGraph.from_model(model)
+    data = random_data(rng, mask=model.cfg.attention_dir == "bidirectional")
+    h = random_variables_hypothesis(rng, graph, data, int(model.cfg.d_model))
+    plan = make_plan(h, graph, data, seed=seed, warn=False)
+    fast = run_plan(model, plan, data, ablation=ablation)
+    slow = run_reference(model, plan, data, ablation=ablation)
+    assert (fast - slow).abs().max().item() < 1e-5, h.describe()
+    assert (fast - run_plan(model, plan, data)).abs().max().item() > 1e-4  # the ablation changes something
+
+
+def test_mean_ablation_of_a_constant_output_is_resampling(setup):
+    """Everything but ``pos`` claimed as one leaf: the unclaimed ``pos`` is the same on every
+    (unpadded) example, so its mean is its value in any random context: Mean equals resampling
+    (and the clean model); Zero drops it and differs."""
+    model, graph, data = setup
+    h = scrub.Hypothesis("all but pos")
+    h.output().add("rest", model=[c for c in graph.components if c not in ("pos", "out")])
+    plan = make_plan(h, graph, data, seed=0, warn=False)
+    resampled = run_plan(model, plan, data)
+    mean = run_plan(model, plan, data, ablation=scrub.Mean())
+    assert (resampled - mean).abs().max().item() < 1e-5
+    assert (resampled - run_clean(model, data)).abs().max().item() < 1e-5
+    assert (resampled - run_plan(model, plan, data, ablation=scrub.Zero())).abs().max().item() > 1e-3
+
+
+def test_zero_ablation_of_everything_leaves_the_attention_biases(setup):
+    from scrub._architecture import Architecture
+
+    model, graph, data = setup
+    arch = Architecture.of(model)
+    plan = make_plan(scrub.fully_scrubbed(), graph, data, seed=0, warn=False)
+    zero = run_plan(model, plan, data, ablation=scrub.Zero())
+    biases = sum(arch.residual_bias(model, layer).detach() for layer in range(graph.n_layers))
+    expect = arch.logits(model, biases[None, :]).expand(len(data), -1).float()
+    assert (zero - expect).abs().max().item() < 1e-5
+    assert (zero - run_reference(model, plan, data, ablation=scrub.Zero())).abs().max().item() < 1e-5
+
+
+def test_an_ablated_run_says_it_is_not_causal_scrubbing(setup, tmp_path):
+    model, _, data = setup
+    h = scrub.Hypothesis("vars")
+    top = h.output().add("top", model="a2.0", positions=[0, 2, 3, 4], agree=lambda d: d.tokens[:, -1] % 2)
+    top.add("neur", model="m1", neurons=[1, 5, 7], agree=lambda d: d.tokens[:, 1] % 2)
+    site = top.add("site", model="r1", port="q", positions=[0, 2], agree=lambda d: d.tokens[:, 3] % 2,
+                   subspace=scrub.Subspace(torch.eye(D)[:, :3], name="first three"))
+    site.add("e", model="embed", agree=lambda d: d.tokens % 2)
+    plain = scrub.run(model, h, data, n_boot=100)
+    assert plain.ablation is None and "not causal" not in plain.summary() and "ablation" not in plain.record
+    result = scrub.run(model, h, data, n_boot=100, ablation=scrub.Mean())
+    assert result.ablation == "mean" and result.record["ablation"] == "mean"
+    assert "mean ablation of unclaimed inputs: not causal scrubbing" in result.summary()
+    assert "not causal scrubbing" in result.record["method"]
+    assert result.loss_scrubbed != plain.loss_scrubbed
+    assert scrub.reproduce(result.record, model, h, data).loss_recovered == result.loss_recovered
+    path = scrub.write_html(tmp_path / "r.html", result)
+    html = path.read_text() if hasattr(path, "read_text") else (tmp_path / "r.html").read_text()
+    assert "mean ablation of unclaimed inputs: not causal scrubbing" in html
+    assert "m1 neurons [1, 5, 7] (3 neurons)" in html
+    assert "r1 (residual before layer 1), subspace &#x27;first three&#x27; (k=3 of 12)" in html
+    assert "data-site='r1'" in html
+    with pytest.raises(scrub.RunOptionsError, match=r"ablation must be None.*scrub\.Mean"):
+        scrub.RunOptions(ablation="median")
