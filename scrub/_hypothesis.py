@@ -361,13 +361,16 @@ def conflicting_claims(graph: ModelGraph, a: Node, ca: list[Claim], b: Node, cb:
     """A pair of claims of siblings ``a`` and ``b`` that patch the same thing into the same port, or None.
 
     Two claims on one port overlap when what they stand for shares a component (a site stands for
-    every component below its boundary), unless both claim disjoint neuron sets of one MLP.
+    every component below its boundary), unless both claim disjoint neuron sets of one MLP, or
+    mutually orthogonal subspaces of one node's output (their claimed parts then add up).
     """
     for x in ca:
         for y in cb:
             if (x.node, x.port) != (y.node, y.port) or not graph.covers(x.up) & graph.covers(y.up):
                 continue
             if x.up == y.up and a.neurons is not None and b.neurons is not None and not set(a.neurons) & set(b.neurons):
+                continue
+            if x.up == y.up and a.subspace is not None and b.subspace is not None and a.subspace.orthogonal_to(b.subspace):
                 continue
             return x, y
     return None
@@ -381,7 +384,8 @@ def _overlap_message(a: Node, b: Node, clash: tuple[Claim, Claim], parent: Node,
         how = f" ({y.up} is part of it: a residual site stands for every component below it)"
     return (
         f"nodes {a.name!r} and {b.name!r} both claim the treeified path {x.up} -> {x.node}.{x.port} under "
-        f"{parent.name!r}{when}{how}; give them disjoint ports, positions or neuron sets, or merge them into one node"
+        f"{parent.name!r}{when}{how}; give them disjoint ports, positions or neuron sets (or orthogonal subspaces), or merge them "
+        "into one node"
     )
 
 

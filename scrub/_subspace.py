@@ -102,6 +102,16 @@ class Subspace:
         q, _ = torch.linalg.qr(torch.cat([self.basis, torch.eye(self.d_model, dtype=self.basis.dtype)], 1))
         return Subspace(q[:, self.dim : self.d_model], name=name)
 
+    def orthogonal_to(self, other: Subspace, tol: float = 1e-6) -> bool:
+        """Whether every vector of this subspace is orthogonal to every vector of ``other`` (``|B₁ᵀ B₂| <= tol``).
+
+        Sibling nodes may claim mutually orthogonal subspaces of one node's output: their claimed
+        parts add up, ``x_ctx + Δ₁ P₁ + Δ₂ P₂``.
+        """
+        if self.d_model != other.d_model:
+            return False
+        return float((self.basis.T @ other.basis).abs().max()) <= tol
+
     def fingerprint(self) -> str:
         """A hash of the basis (for records: two hypotheses with different subspaces differ)."""
         return hashlib.sha256(self.basis.numpy().tobytes()).hexdigest()[:16]

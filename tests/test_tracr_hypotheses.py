@@ -15,7 +15,7 @@ import torch
 
 import scrub
 from hypotheses import tracr as zoo
-from hypotheses.tracr.hypotheses import false_hypotheses, feature, metric, true_hypothesis
+from hypotheses.tracr.hypotheses import false_hypotheses, feature, metric, neuron_hypothesis, true_hypothesis
 from hypotheses.tracr.suite import CASES, FALSE_RANGES
 
 torch.set_num_threads(1)
@@ -89,6 +89,25 @@ def test_merged_component_in_shuffle_dyck() -> None:
     m0 = [n for n in h.nodes() if n.model == ("m0",)]
     assert {n.agree.__name__ for n in m0} == {"bools_close_9+bools_open_6+length_2"}
     assert {c.model for c in m0[0].children} == {("embed",), ("a0.0",)}
+
+
+@pytest.mark.parametrize("via", ["neurons", "subspace"])
+def test_one_node_per_sop_in_shuffle_dyck(via: str) -> None:
+    """m0's three SOps are three nodes (its neuron sets, or the dimensions they write), each with one SOp's feature."""
+    h = neuron_hypothesis("shuffle_dyck", via=via)
+    assert not [n.name for n in h.nodes()[1:] if "+" in n.agree.__name__]  # no tuple features
+    m0 = {n.agree.__name__: n for n in h.nodes() if n.model == ("m0",)}
+    assert set(m0) == {"bools_close_9", "bools_open_6", "length_2"}
+    if via == "neurons":
+        sets = [set(n.neurons) for n in m0.values()]
+        assert sum(map(len, sets)) == len(set().union(*sets)) == 16  # disjoint: neurons 0..15
+        assert m0["bools_open_6"].neurons == (15,)
+    else:
+        assert all(n.subspace is not None and n.neurons is None for n in m0.values())
+        assert m0["bools_open_6"].subspace.dim == 1
+    assert {c.model for c in m0["bools_open_6"].children} == {("embed",)}
+    assert {c.model for c in m0["length_2"].children} == {("a0.0",)}
+    assert any(c.name == f"tracr/shuffle_dyck/true/{via}" for c in CASES)
 
 
 def test_numerical_metric_is_squared_error() -> None:

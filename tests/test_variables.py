@@ -381,3 +381,32 @@ def test_an_ablated_run_says_it_is_not_causal_scrubbing(setup, tmp_path):
     assert "data-site='r1'" in html
     with pytest.raises(scrub.RunOptionsError, match=r"ablation must be None.*scrub\.Mean"):
         scrub.RunOptions(ablation="median")
+
+
+def test_orthogonal_subspace_siblings_add_up_to_the_whole_claim(setup):
+    """Siblings may claim orthogonal subspaces of one output: S and its complement together,
+    on the parent's example, are the plain claim; overlapping subspaces are refused."""
+    _, graph, data = setup
+    s = scrub.Subspace.span(torch.from_numpy(np.random.default_rng(0).normal(size=(D, 5))))
+
+    def h(*subspaces):
+        h = scrub.Hypothesis("h")
+        top = h.output().add("top", model="a2.0", agree=lambda d: d.tokens[:, -1] % 2)
+        for k, sub in enumerate(subspaces):
+            top.add(f"part {k}", model="m1", subspace=sub).add(f"in {k}", model="a0.1", agree=lambda d: d.tokens[:, 1] % 2)
+        return h
+
+    split = h(s, s.complement())
+    fast, slow = both(setup, split)
+    assert (fast - slow).abs().max().item() < 1e-5
+    with pytest.raises(HypothesisError, match=r"'part 0' and 'part 1' both claim.*orthogonal subspaces"):
+        make_plan(h(s, scrub.Subspace.span(torch.eye(D)[:, :6])), graph, data)
+    # leaves on the parent's example (Exact): the two parts add up to the whole MLP
+    whole = scrub.Hypothesis("whole")
+    whole.output().add("top", model="a2.0", agree=lambda d: d.tokens[:, -1] % 2).add("m", model="m1")
+    same = scrub.Hypothesis("same")
+    top = same.output().add("top", model="a2.0", agree=lambda d: d.tokens[:, -1] % 2)
+    top.add("p0", model="m1", subspace=s)
+    top.add("p1", model="m1", subspace=s.complement())
+    assert (run(setup, same) - run(setup, whole)).abs().max().item() < 1e-5
+    assert (run(setup, same) - run(setup, h(s))).abs().max().item() > 1e-3

@@ -48,6 +48,7 @@ import scrub
 
 __all__ = [
     "true_hypothesis",
+    "neuron_hypothesis",
     "false_hypotheses",
     "metric",
     "squared_error",
@@ -258,6 +259,98 @@ def true_hypothesis(
     """
     spec = _spec(name_or_spec)
     return _build(_circuit(spec), name or f"{spec['name']}/true", position, _length(spec, length))
+
+
+def neuron_hypothesis(
+    name_or_spec: str | Spec,
+    *,
+    length: int | None = None,
+    name: str | None = None,
+    via: str = "neurons",
+) -> scrub.Hypothesis:
+    """The true hypothesis with **one node per SOp**, finer than components: no tuple features.
+
+    Where tracr computes several SOps in one MLP on separate neurons (``m0`` of ``shuffle_dyck``
+    computes ``bools_open``, ``bools_close`` and ``length``), each reader claims only the part
+    that computes the SOp it reads, with that SOp alone as its feature and that part's inputs as
+    its children: with ``via="neurons"`` the part's neurons (``neurons=``), with
+    ``via="subspace"`` the residual dimensions the part writes (``subspace=``, the SOp's one-hot
+    or numerical directions). Every other component is claimed as in :func:`true_hypothesis`;
+    the last position is scored. Each part's neurons read only its own inputs and write only its
+    own SOp's dimensions, so both are as exact as the tuple hypothesis.
+    """
+    if via not in ("neurons", "subspace"):
+        raise ValueError(f"via must be 'neurons' or 'subspace', got {via!r}")
+    spec = _spec(name_or_spec)
+    length = _length(spec, length)
+    circuit = _circuit(spec)
+    parts: dict[str, list[dict[str, Any]]] = {}  # MLP -> its parts (one per SOp it computes)
+    for layer in spec["layers"]:
+        if len(layer["mlp"]) > 1:
+            parts[f"m{layer['layer']}"] = layer["mlp"]
+    h = scrub.Hypothesis(name or f"{spec['name']}/{via}")
+    d_model = int(spec["config"]["d_model"])
+
+    def written(part: dict[str, Any]) -> scrub.Subspace:
+        basis = torch.zeros(d_model, len(part["writes"]["dims"]), dtype=torch.float64)
+        basis[part["writes"]["dims"], range(len(part["writes"]["dims"]))] = 1.0
+        return scrub.Subspace(basis, name=f"{part['sop']} dims")
+
+    body = list(range(1, length + 1))
+    made: dict[tuple[str, str | None, str], scrub.Node] = {}
+
+    def sources(reader: str, sops: list[str]) -> list[tuple[str, str | None]]:
+        """The components carrying ``sops`` into ``reader``, each with the SOp where it is a multi-part MLP."""
+        out: list[tuple[str, str | None]] = []
+        for sop in sops:
+            if sop in _UNCLAIMED:
+                continue
+            src = _source(spec, sop, reader)
+            item = (src, sop if src in parts else None)
+            if src != reader and item not in out:
+                out.append(item)
+        return out
+
+    def reads(comp: str, part: dict[str, Any] | None) -> dict[str, list[tuple[str, str | None]]]:
+        """What ``comp`` (or one part of it) reads, per port."""
+        if part is not None:
+            return {"in": sources(comp, part["reads"]["sops"])}
+        ports = ("q", "k", "v") if comp.startswith("a") else ("in",)
+        return {p: sources(comp, _port_sops(spec, comp, p)) for p in ports}
+
+    def attach(parent: scrub.Node, src: str, sop: str | None, port: str, positions=None) -> None:
+        part = None if sop is None else next(pt for pt in parts[src] if pt["sop"] == sop)
+        key = (src, sop, port)
+        if key in made and positions is None:
+            parent.add(made[key])
+            return
+        labels = circuit.features[src] if part is None else (sop,)
+        node = parent.add(
+            f"{src}{'' if part is None else '[' + str(sop) + ']'} {'+'.join(labels)} ({port})", model=src, port=port,
+            positions=body if positions is None else positions, agree=feature(labels),
+            neurons=None if part is None or via != "neurons" else list(part["neurons"]),
+            subspace=None if part is None or via != "subspace" else written(part),
+        )
+        if positions is None:
+            made[key] = node
+        for p, srcs in reads(src, part).items():
+            for child, child_sop in srcs:
+                attach(node, child, child_sop, p)
+
+    out_src = circuit.output
+    attach(h.output(), out_src, spec["output_sop"] if out_src in parts else None, "in", [length])
+    return h
+
+
+def _port_sops(spec: Spec, comp: str, port: str) -> list[str]:
+    """The SOps component ``comp`` reads through ``port`` (tracr's allocation), minus the unclaimed ones."""
+    for layer in spec["layers"]:
+        for head in layer["attn"]:
+            if comp == f"a{layer['layer']}.{head['head']}":
+                return [s for s in head[f"reads_{port}"]["sops"] if s not in _UNCLAIMED]
+        if comp == f"m{layer['layer']}" and port == "in":
+            return [s for part in layer["mlp"] for s in part["reads"]["sops"] if s not in _UNCLAIMED]
+    return []
 
 
 def _length(spec: Spec, length: int | None) -> int:

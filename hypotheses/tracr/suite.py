@@ -5,6 +5,10 @@ recover >= 99% (they recover 100% up to float error: the model computes exactly 
 false ones at most 50%. Ranges come from runs at the case's own size (``n``, ``n_seeds``,
 ``data_seed``, input ``length``); the Dyck programs run on inputs of length 4 (not their
 ``max_seq_len``) to keep their trees, and so each case, small (a few seconds on two cores).
+
+Programs whose MLPs compute several SOps on separate neurons (``FINER``) also have true
+hypotheses with one node per SOp and no tuple features: ``/true/neurons`` claims each SOp's
+neurons, ``/true/subspace`` the residual dimensions it writes (:func:`neuron_hypothesis`).
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from functools import partial
 from scrub.suite import Case
 
 from hypotheses import tracr as zoo
-from hypotheses.tracr.hypotheses import false_hypotheses, metric, true_hypothesis
+from hypotheses.tracr.hypotheses import false_hypotheses, metric, neuron_hypothesis, true_hypothesis
 
-__all__ = ["CASES", "SIZES", "FALSE_RANGES"]
+__all__ = ["CASES", "SIZES", "FALSE_RANGES", "FINER"]
 
 #: Per program: (input length or None for max_seq_len, n, n_seeds) of its cases.
 SIZES: dict[str, tuple[int | None, int, int]] = {
@@ -45,6 +49,9 @@ FALSE_RANGES: dict[str, dict[str, tuple[float, float]]] = {
 
 DATA_SEED = 1234
 
+#: Programs with a neuron-level and a subspace-level true hypothesis among the cases.
+FINER = ("shuffle_dyck",)
+
 
 def _data(name: str, length: int | None, n: int, seed: int):
     return zoo.make_data(name, n, seed=seed, length=length)
@@ -69,6 +76,11 @@ def _cases() -> list[Case]:
         )
         cases.append(Case(f"tracr/{name}/true", hypothesis=partial(true_hypothesis, name, length=length),
                           expected=TRUE_RANGE, kind="true", notes="RASP graph on tracr's allocation", **common))
+        if name in FINER:
+            for via in ("neurons", "subspace"):
+                cases.append(Case(f"tracr/{name}/true/{via}", hypothesis=partial(neuron_hypothesis, name, length=length, via=via),
+                                  expected=TRUE_RANGE, kind="true", notes=f"one node per SOp: MLP parts claimed by {via}",
+                                  **common))
         for key, rng in FALSE_RANGES[name].items():
             cases.append(Case(f"tracr/{name}/false/{key}", hypothesis=partial(_false, name, key, length),
                               expected=rng, kind="false", notes=key, **common))
