@@ -20,6 +20,7 @@ one input port ``in``, fed by every component below the boundary (and earlier si
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -166,12 +167,16 @@ class ModelGraph:
 
     def below(self, site: str) -> list[str]:
         """The components whose outputs make up site ``r{L}``: the inputs and everything in layers ``< L``."""
-        layer = self.site_layer(site)
-        return [c for c in self.components if self.kind(c) != "output" and self.layer(c) < layer]
+        return list(self._below[self.site_layer(site)])
+
+    @functools.cached_property
+    def _below(self) -> dict[int, tuple[str, ...]]:
+        comps = [c for c in self.components if self.kind(c) != "output"]
+        return {layer: tuple(c for c in comps if self.layer(c) < layer) for layer in range(self.n_layers + 1)}
 
     def covers(self, up: str) -> frozenset[str]:
         """The components a claim on ``up`` stands for: ``up`` itself, or all of a site's :meth:`below`."""
-        return frozenset(self.below(up)) if self.is_site(up) else frozenset([up])
+        return frozenset(self._below[self.site_layer(up)]) if self.is_site(up) else frozenset([up])
 
     def head(self, node: str) -> int | None:
         return self.graph.nodes[node]["head"]
@@ -208,7 +213,7 @@ class ModelGraph:
         if self.is_site(up):
             if self.is_site(node):
                 return self.site_layer(up) < self.site_layer(node)
-            below = self.below(up)
+            below = self._below[self.site_layer(up)]
             return self.kind(node) != "input" and all(self.feeds(c, node, port) for c in below)
         if self.is_site(node):
             return up in self.below(node)

@@ -11,7 +11,7 @@ feature then constrains the whole subtree below it.
 
 **No work for what nothing reads.** The output is read at each reference's target position
 only, and some ports read their input position by position (an MLP's input, a head's queries,
-the output). So for each reference, each instance's output is read at a known set of positions:
+a residual site, the output). So for each reference, each instance's output is read at a known set of positions:
 ``R(root)[x] = {tp(x)}``; for a child ``c`` of ``i``, ``R(c)[x] = claim(c)[x] & R(i)[x]`` if all its
 claimed ports are column-local, else ``claim(c)[x]`` where ``R(i)[x]`` is not empty, with
 ``claim(c)[x]`` the positions it is patched at (its ``positions=`` and its per-position copy). An
@@ -203,8 +203,8 @@ def _used_columns(inst, masks: dict[int, np.ndarray], t: int) -> set[int] | None
 
 
 def _column_local(graph: ModelGraph, claim: Claim) -> bool:
-    """Does the port act position by position (an MLP's input, a head's queries)?"""
-    return claim.port == "q" or graph.kind(claim.node) == "mlp"
+    """Does the port act position by position (an MLP's input, a head's queries, a residual site)?"""
+    return claim.port == "q" or graph.kind(claim.node) in ("mlp", "site")
 
 
 def _reads_by_column(graph: ModelGraph, claim: Claim) -> bool:

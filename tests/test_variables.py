@@ -410,3 +410,28 @@ def test_orthogonal_subspace_siblings_add_up_to_the_whole_claim(setup):
     top.add("p1", model="m1", subspace=s.complement())
     assert (run(setup, same) - run(setup, whole)).abs().max().item() < 1e-5
     assert (run(setup, same) - run(setup, h(s))).abs().max().item() > 1e-3
+
+
+def test_a_site_reads_column_by_column(setup, monkeypatch):
+    """Under a per-position site copy, copies of a per-position child at other positions feed columns
+    nobody reads: the plan leaves them out, and putting them back changes no output."""
+    import scrub._plan as plan_mod
+    from tests.test_oracle import T, _drop
+
+    model, graph, data = setup
+    h = scrub.Hypothesis("per-position site")
+    site = h.output().add("site", model="r2", agree=lambda d: d.tokens % 2)
+    site.add("below", model=["a1.0", "m0"], agree=lambda d: d.tokens % 3)
+    pruned = make_plan(h, graph, data, seed=5, warn=False)
+    monkeypatch.setattr(plan_mod, "_column_local", lambda g, c: False)
+    full = make_plan(h, graph, data, seed=5, warn=False)
+    assert len(pruned.instances) == 1 + 1 + 1  # the site at the scored position, one child copy there
+    assert len(full.instances) == 1 + 1 + T
+
+    def local_copy(inst) -> bool:
+        parent = full.instances[inst.parent] if inst.parent is not None else None
+        return parent is None or parent.position is None or inst.position == parent.position
+
+    manual = _drop(full, local_copy)
+    assert (run_plan(model, full, data) - run_plan(model, manual, data)).abs().max().item() < 1e-6
+    assert (run_plan(model, pruned, data) - run_reference(model, pruned, data)).abs().max().item() < 1e-5
