@@ -52,7 +52,7 @@ from scrub._architecture import Architecture
 from scrub._dataset import Dataset
 from scrub._graph import ModelGraph
 from scrub._plan import Plan
-from scrub.errors import ExecutionError
+from scrub.errors import ExecutionError, HypothesisError
 
 __all__ = ["ExecutionError", "run_plan", "run_clean", "default_batch_size", "model_device", "n_blocks", "has_padding"]
 
@@ -287,6 +287,11 @@ class _Chunk:
             if inst.node.neurons is not None:
                 idx = torch.tensor(inst.node.neurons, device=device)
                 w_out = arch.W_out(model, plan.graph.layer(inst.node.model[0]))
+                if inst.node.neurons[-1] >= w_out.shape[0]:
+                    raise HypothesisError(
+                        f"node {inst.node.name!r}: neurons {[i for i in inst.node.neurons if i >= w_out.shape[0]]} are "
+                        f"out of range: {inst.node.model[0]} has neurons 0..{w_out.shape[0] - 1}"
+                    )
                 self.neurons[inst.index] = (idx, w_out[idx])
             static = plan.position_masks.get(id(inst.node))
             if inst.position is not None and (static is None or static.ndim == 1):

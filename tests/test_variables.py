@@ -435,3 +435,13 @@ def test_a_site_reads_column_by_column(setup, monkeypatch):
     manual = _drop(full, local_copy)
     assert (run_plan(model, full, data) - run_plan(model, manual, data)).abs().max().item() < 1e-6
     assert (run_plan(model, pruned, data) - run_reference(model, pruned, data)).abs().max().item() < 1e-5
+
+
+def test_neurons_out_of_range_on_a_graph_without_d_mlp(setup):
+    model, _, data = setup
+    graph = scrub.ModelGraph.build(3, 2)  # built by hand: no d_mlp to check against before running
+    h = scrub.Hypothesis("h")
+    h.output().add("x", model="m1", neurons=[4 * D + 2])
+    plan = make_plan(h, graph, data, warn=False)
+    with pytest.raises(HypothesisError, match=rf"'x': neurons \[{4 * D + 2}\] are out of range"):
+        run_plan(model, plan, data)
