@@ -1,7 +1,8 @@
 """Mean and zero ablation of unclaimed inputs: :class:`Mean` and :class:`Zero` (**not causal scrubbing**).
 
 Causal scrubbing gives every unclaimed input its value on a random example (the instance's
-random context). With ``RunOptions(ablation=scrub.Mean())`` every context value is replaced
+random context). A node added with ``agree=Mean()`` or ``agree=Zero()`` is claimed to matter only
+as that fixed value: its outputs are ``V(u)`` below, for every reference, and it has no children. With ``RunOptions(ablation=scrub.Mean())`` every context value is replaced
 instead by a fixed one, the same for every reference:
 
 - :class:`Mean`: each component's output (and each MLP's neuron activations) averaged over the
@@ -37,18 +38,34 @@ __all__ = ["Mean", "Zero", "Ablation", "check_ablation", "ablated_values", "abla
 NOT_CAUSAL = "not causal scrubbing"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Mean:
-    """Unclaimed inputs take each component's mean output over the dataset, per position (**not causal scrubbing**)."""
+    """Each component's mean output over the dataset, per position (**not causal scrubbing**).
+
+    As ``RunOptions(ablation=Mean())``: unclaimed inputs take it instead of a random example's
+    value. As ``node.add(..., agree=Mean())``: that node's outputs are claimed to matter only as
+    their mean (a fixed value; the node has no children).
+    """
 
     name: str = "mean"
 
+    def __repr__(self) -> str:
+        return "Mean()"
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False)
 class Zero:
-    """Unclaimed inputs take zero for each component's output (**not causal scrubbing**)."""
+    """Zero for each component's output (**not causal scrubbing**).
+
+    As ``RunOptions(ablation=Zero())``: unclaimed inputs take it (what is left of the residual is
+    the attention output biases). As ``node.add(..., agree=Zero())``: that node's outputs are
+    claimed to be zero.
+    """
 
     name: str = "zero"
+
+    def __repr__(self) -> str:
+        return "Zero()"
 
 
 Ablation = Mean | Zero

@@ -47,7 +47,7 @@ import torch
 from tqdm.auto import tqdm
 
 from scrub import _architecture as A
-from scrub._ablation import Ablation, ablated_input, ablated_values, check_ablation
+from scrub._ablation import Ablation, Mean, Zero, ablated_input, ablated_values, check_ablation
 from scrub._architecture import Architecture
 from scrub._dataset import Dataset
 from scrub._graph import ModelGraph
@@ -265,11 +265,14 @@ class _Chunk:
     """Hooks for one chunk of ``b`` references."""
 
     def __init__(self, model, arch: Architecture, plan: Plan, lay: _Layout, refs: np.ndarray, device,
-                 ablated: dict[str, torch.Tensor] | None = None) -> None:
+                 ablated: dict[str, torch.Tensor] | None = None,
+                 fixed: dict[int, dict[str, torch.Tensor]] | None = None) -> None:
         self.model, self.arch, self.plan, self.lay, self.b = model, arch, plan, lay, len(refs)
         #: under a mean or zero ablation (not causal scrubbing): every component's fixed context value
         self.ablated = ablated
         self.ablated_inputs: dict[tuple[str, str], torch.Tensor] = {}
+        #: instances claimed as a fixed value (agree=Mean() / Zero()): every output's fixed value
+        self.fixed = fixed or {}
         self.store: dict[tuple[str, int], torch.Tensor] = {}
         self.base: dict[int, torch.Tensor] = {}  # instance -> its context's residual before the layer being patched
         self.final: torch.Tensor | None = None
@@ -338,7 +341,7 @@ class _Chunk:
         """The residual into a port of instance ``i``: the context's, with claimed nodes swapped in."""
         r = base.clone()
         for c, up in claims:
-            child = self.store[(up, self.lay.host[c])]
+            child = self.store[(up, self.lay.host[c])] if c not in self.fixed else self.fixed[c][up][None]
             ctx = self.store[(up, self.lay.ctx[i])] if self.ablated is None else self.ablated[up][None]
             m, p, nw = self.masks[c], self.proj.get(c), self.neurons.get(c)
 
@@ -516,7 +519,14 @@ def run_plan(
     device = model_device(model)
     arch = Architecture.of(model)
     ablation = check_ablation(ablation)
-    ablated = None if ablation is None else ablated_values(model, plan.graph, data, ablation, device)
+    fixed_kinds = {type(inst.node.agree) for inst in plan.instances if isinstance(inst.node.agree, (Mean, Zero))}
+    values: dict[type, dict[str, torch.Tensor]] = {}
+    for kind in {type(ablation) for _ in [0] if ablation is not None} | fixed_kinds:
+        values[kind] = ablated_values(model, plan.graph, data, kind(), device)
+    ablated = None if ablation is None else values[type(ablation)]
+    # instances claimed as a fixed value (agree=Mean() / Zero()): their outputs, instead of a run's
+    fixed = {inst.index: values[type(inst.node.agree)] for inst in plan.instances
+             if isinstance(inst.node.agree, (Mean, Zero))}
     lay = _layout(plan, has_padding(data), ablated is not None)
     rows_per_pass = batch_size or default_batch_size(model, data.seq_len)
     per_chunk = max(1, rows_per_pass // lay.n_blocks)
@@ -533,7 +543,7 @@ def run_plan(
     with torch.inference_mode(), _mlp_in_hooks(model, arch, needs_mlp_in):
         quiet = True if progress is False or len(chunks) < 2 else (None if progress is None else False)  # None: on a terminal
         for refs in tqdm(chunks, desc=desc, disable=quiet, leave=False):
-            chunk = _Chunk(model, arch, plan, lay, refs, device, ablated)
+            chunk = _Chunk(model, arch, plan, lay, refs, device, ablated, fixed)
             if lay.gathered:
                 chunk.gather(data.tokens[torch.from_numpy(examples[lay.gathered][:, refs].reshape(-1))].to(device))
             for stop, blocks in lay.passes:

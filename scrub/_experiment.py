@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scrub._ablation import NOT_CAUSAL, Ablation
+from scrub._ablation import NOT_CAUSAL, Ablation, Mean, Zero
 from scrub._checkpoint import model_config, weights_hash
 from scrub._dataset import Dataset
 from scrub._executor import default_batch_size, model_device, n_blocks, run_clean, run_plan
@@ -297,7 +297,9 @@ def run_many(
                                              f"of unclaimed inputs ({NOT_CAUSAL})"}),
     }
     results = []
+    fixed_base = _fixed_claims(baseline)
     for h, hplans in zip(hypotheses, plans, strict=True):
+        fixed = _fixed_claims(h)
         table = pd.concat(
             [
                 pd.DataFrame(
@@ -337,6 +339,9 @@ def run_many(
                     "metric": metric_name(metric),
                     "batch_size": rows[0],
                     "n_boot": n_boot,
+                    # only when some are: claims fixed to a mean or zero (agree=Mean()/Zero()) are not causal scrubbing
+                    **({"fixed_claims": fixed} if fixed else {}),
+                    **({"baseline_fixed_claims": fixed_base} if fixed_base else {}),
                     "hypothesis_fingerprint": hypothesis_fingerprint(h),
                     "baseline_fingerprint": hypothesis_fingerprint(baseline),
                     "score": {"loss_model": lm, "loss_scrubbed": ls, "loss_baseline": lb,
@@ -347,6 +352,11 @@ def run_many(
             )
         )
     return results
+
+
+def _fixed_claims(h: Hypothesis) -> dict[str, str]:
+    """The nodes claimed as a fixed value (``agree=scrub.Mean()`` or ``scrub.Zero()``), by name: ``"mean"``/``"zero"``."""
+    return {n.name: n.agree.name for n in h.nodes() if isinstance(n.agree, (Mean, Zero))}
 
 
 def _move(model, device: torch.device) -> None:

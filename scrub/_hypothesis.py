@@ -18,6 +18,7 @@ import networkx as nx
 import numpy as np
 import torch
 
+from scrub._ablation import Mean, Zero
 from scrub._dataset import _scalar_int
 from scrub._graph import INPUTS, ModelGraph
 from scrub._sampling import Exact, Feature, Random
@@ -53,7 +54,7 @@ class Node:
         self.model: tuple[str, ...] = tuple(model)
         self.port: tuple[str, ...] | None = None if port is None else ((port,) if isinstance(port, str) else tuple(port))
         self.positions = positions
-        self.agree: Feature = agree
+        self.agree: Feature | Mean | Zero = agree
         #: Only the projection of the model nodes' outputs onto this subspace is claimed (None: all of it).
         self.subspace: Subspace | None = None
         #: Only these neurons of the (single) MLP in ``model`` are claimed (None: the whole MLP).
@@ -70,7 +71,7 @@ class Node:
         *,
         port: str | Sequence[str] | None = None,
         positions: Positions = None,
-        agree: Feature = Exact(),
+        agree: Feature | Mean | Zero = Exact(),
         subspace: Subspace | None = None,
         neurons: Sequence[int] | None = None,
     ) -> Node:
@@ -92,7 +93,10 @@ class Node:
                 (``[N, T]``) per example, read on the parent's example.
             agree: the feature: a function of the data returning ``[N]`` hashable values (or
                 ``[N, T]``, one per position: the node then splits into one instance per
-                position), a column name, :class:`~scrub.Exact` (default) or :class:`~scrub.Random`.
+                position), a column name, :class:`~scrub.Exact` (default) or :class:`~scrub.Random`;
+                or :class:`~scrub.Mean` / :class:`~scrub.Zero`: the node's output is claimed to matter
+                only as its mean over the dataset (per position) or as zero, a fixed value instead of a
+                sampled one (**not causal scrubbing**; such a node has no children).
             subspace: claim only the projection of the model nodes' outputs onto this
                 :class:`~scrub.Subspace` of the residual stream; the orthogonal complement comes
                 from the parent's random context, as if unclaimed.
@@ -134,6 +138,10 @@ class Node:
             if not ports:
                 raise HypothesisError(f"node {name!r}: port= names no port; leave it out to claim every port")
         positions = _static_positions(positions, name)
+        if agree is Mean:
+            agree = Mean()
+        elif agree is Zero:
+            agree = Zero()
         _check_feature(agree, name)
         if name in self.hypothesis._names:
             raise HypothesisError(f"node {name!r}: the hypothesis already has a node of that name")
@@ -174,7 +182,8 @@ class Node:
         pos += ", open" if self.open else ""
         pos += "" if self.subspace is None else f", subspace={self.subspace!r}"
         pos += "" if self.neurons is None else f", neurons={_short(self.neurons)}"
-        agree = self.agree if isinstance(self.agree, (Exact, Random, str)) else getattr(self.agree, "__name__", "fn")
+        agree = (self.agree if isinstance(self.agree, (Exact, Random, str, Mean, Zero))
+                 else getattr(self.agree, "__name__", "fn"))
         return f"Node({self.name!r} -> {','.join(self.model)}{port}{pos}, agree={agree})"
 
 
@@ -276,6 +285,11 @@ class Hypothesis:
                 _check_neurons(node, graph)
             if node is not root and len(set(node.model)) != len(node.model):
                 raise HypothesisError(f"node {node.name!r}: model= names a graph node twice: {list(node.model)}")
+            if node.children and isinstance(node.agree, (Mean, Zero)):
+                raise HypothesisError(
+                    f"node {node.name!r} is claimed as its {node.agree.name} value (agree=scrub.{type(node.agree).__name__}()), "
+                    "a fixed value with no inputs, so it cannot have children"
+                )
             if node.children and any(m in INPUTS for m in node.model):
                 raise HypothesisError(
                     f"node {node.name!r} maps to an input ({', '.join(m for m in node.model if m in INPUTS)}), "
@@ -507,6 +521,8 @@ def _static_positions(positions, node: str):
 
 
 def _check_feature(agree, node: str) -> None:
+    if isinstance(agree, (Mean, Zero)):
+        return
     if isinstance(agree, (Exact, Random, str)) or agree is Exact or agree is Random or callable(agree):
         if isinstance(agree, str) and not agree:
             raise HypothesisError(f"node {node!r}: agree='' names no column")

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from scrub import _architecture as A
-from scrub._ablation import Mean, check_ablation
+from scrub._ablation import Mean, Zero, check_ablation
 from scrub._architecture import Architecture
 from scrub._dataset import Dataset
 from scrub._graph import ModelGraph
@@ -96,6 +96,7 @@ class _Oracle:
         self.arch = Architecture.of(model)
         self._clean: dict[int, dict[str, torch.Tensor]] = {}
         self.ablated = None if ablation is None else self._ablated(ablation)
+        self._fixed: dict[type, dict[str, torch.Tensor]] = {}
 
     def _ablated(self, ablation) -> dict[str, torch.Tensor]:
         """Every component's fixed context value: its clean outputs averaged over the dataset one
@@ -126,6 +127,12 @@ class _Oracle:
     def outputs(self, inst: Instance, ref: int) -> dict[str, torch.Tensor]:
         """run(n_I, x): the outputs of ``inst``'s model nodes for reference ``ref``."""
         example = int(inst.examples[ref])
+        agree = inst.node.agree
+        if isinstance(agree, (Mean, Zero)):  # claimed as a fixed value: no run at all
+            if type(agree) not in self._fixed:
+                self._fixed[type(agree)] = self._ablated(agree)
+            fixed = self._fixed[type(agree)]
+            return {k: v for k, v in fixed.items() if k.split(":")[0] in inst.node.model}
         if inst.random is None:  # a leaf: evaluated on its own example all the way down
             clean = self.clean(example)
             return {k: v for k, v in clean.items() if k.split(":")[0] in inst.node.model}

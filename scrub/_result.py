@@ -160,6 +160,11 @@ class Result:
         )
         if self.ablation is not None:
             text += f"\n  {self.ablation} ablation of unclaimed inputs: not causal scrubbing"
+        for key, whose in (("fixed_claims", "hypothesis"), ("baseline_fixed_claims", "baseline")):
+            fixed = self.record.get(key)
+            if fixed:
+                names = ", ".join(f"{name!r} ({kind})" for name, kind in fixed.items())
+                text += f"\n  {whose} claims fixed to a mean or zero, {names}: not causal scrubbing"
         return text
 
     @property

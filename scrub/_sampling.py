@@ -149,12 +149,21 @@ def _factorize(flat: np.ndarray, node: str) -> tuple[np.ndarray, int]:
     return codes.astype(np.int64), len(uniques)
 
 
-def evaluate_feature(agree: Feature, data: Dataset, node: str = "?") -> FeatureValues:
-    """Evaluate ``agree`` on ``data`` and encode its values; errors name ``node``."""
+def _fixed(agree) -> bool:
+    from scrub._ablation import Mean, Zero
+
+    return isinstance(agree, (Mean, Zero))
+
+
+def evaluate_feature(agree: Any, data: Dataset, node: str = "?") -> FeatureValues:
+    """Evaluate ``agree`` on ``data`` and encode its values; errors name ``node``.
+
+    A claim fixed to :class:`~scrub.Mean` or :class:`~scrub.Zero` draws like ``Random()`` (its
+    example is never used)."""
     if isinstance(agree, Exact) or agree is Exact:
         return FeatureValues("exact")
-    if isinstance(agree, Random) or agree is Random:
-        return FeatureValues("random")
+    if isinstance(agree, Random) or agree is Random or _fixed(agree):
+        return FeatureValues("random")  # a claim fixed to a mean or zero is not run on its example
     n, t = len(data), data.seq_len
     if isinstance(agree, str):
         if agree not in data.columns.columns:

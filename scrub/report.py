@@ -120,6 +120,12 @@ def _score_section(result) -> str:
         f"{'mean output over the dataset' if ablation == 'mean' else 'zero output'} instead of their value on a random "
         "example.</p>"
     )
+    fixed = (result.record or {}).get("fixed_claims") or {}
+    if fixed:
+        warning += (
+            "<p class='ablation' id='fixed-claims'><strong>claims fixed to a mean or zero: not causal scrubbing.</strong> "
+            + _e(", ".join(f"{name} ({kind})" for name, kind in fixed.items())) + "</p>"
+        )
     return (
         f"{warning}<section class='score'><div class='big'>"
         f"<div id='score' data-value='{float(result.loss_recovered)!r}'>{result.loss_recovered:.1%}</div>"

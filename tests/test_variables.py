@@ -246,7 +246,8 @@ def test_site_refusals(setup):
 # -- the executor against the oracle on random hypotheses of every kind -----------------------
 def random_variables_hypothesis(rng: np.random.Generator, graph: scrub.ModelGraph, data, d_model: int,
                                 max_nodes: int = 6) -> scrub.Hypothesis:
-    """A random DAG whose nodes are heads, MLPs, neuron sets, residual sites and subspaces of them."""
+    """A random DAG whose nodes are heads, MLPs, neuron sets, residual sites and subspaces of them,
+    some claimed as a fixed mean or zero."""
     h = scrub.Hypothesis("random variables")
     frontier = [h.output()]
     count = 0
@@ -274,8 +275,9 @@ def random_variables_hypothesis(rng: np.random.Generator, graph: scrub.ModelGrap
                     model_nodes = sorted(rng.choice(ups, size=size, replace=False).tolist())
             if rng.random() < 0.25:
                 kw["subspace"] = scrub.Subspace.span(torch.from_numpy(rng.normal(size=(d_model, int(rng.integers(1, 4))))))
+            agree = random_feature(rng) if rng.random() < 0.85 else (scrub.Mean() if rng.random() < 0.5 else scrub.Zero())
             child = parent.add(f"n{count}", model=model_nodes, port=port, positions=random_positions(rng),
-                               agree=random_feature(rng), **kw)
+                               agree=agree, **kw)
             try:
                 make_plan(h, graph, data, warn=False)
             except HypothesisError:
@@ -445,3 +447,36 @@ def test_neurons_out_of_range_on_a_graph_without_d_mlp(setup):
     plan = make_plan(h, graph, data, warn=False)
     with pytest.raises(HypothesisError, match=rf"'x': neurons \[{4 * D + 2}\] are out of range"):
         run_plan(model, plan, data)
+
+
+def test_claims_fixed_to_a_mean_or_zero(setup, tmp_path):
+    """agree=Zero() on the final site leaves the attention biases; agree=Mean() on pos (the same on
+    every unpadded example) is the exact claim; a fixed claim has no children; runs say so."""
+    from scrub._architecture import Architecture
+
+    model, graph, data = setup
+    arch = Architecture.of(model)
+    zero = scrub.Hypothesis("zero")
+    zero.output().add("z", model=f"r{graph.n_layers}", agree=scrub.Zero())
+    fast, slow = both(setup, zero)
+    biases = sum(arch.residual_bias(model, layer).detach() for layer in range(graph.n_layers))
+    expect = arch.logits(model, biases[None, :]).expand(len(data), -1).float()
+    assert (fast - expect).abs().max().item() < 1e-5 and (slow - expect).abs().max().item() < 1e-5
+
+    def pos_claim(agree):
+        h = scrub.Hypothesis("pos")
+        top = h.output().add("top", model="a2.0", agree=lambda d: d.tokens[:, -1] % 2)
+        top.add("pos", model="pos", agree=agree)
+        return h
+
+    assert (run(setup, pos_claim(scrub.Mean())) - run(setup, pos_claim(scrub.Exact()))).abs().max().item() < 1e-5
+    assert (run(setup, pos_claim(scrub.Zero())) - run(setup, pos_claim(scrub.Exact()))).abs().max().item() > 1e-3
+    bad = scrub.Hypothesis("bad")
+    bad.output().add("m", model="m1", agree=scrub.Mean).add("x", model="a0.0")
+    with pytest.raises(HypothesisError, match=r"'m' is claimed as its mean value.*cannot have children"):
+        make_plan(bad, graph, data)
+    result = scrub.run(model, pos_claim(scrub.Mean()), data, n_boot=100)
+    assert result.record["fixed_claims"] == {"pos": "mean"}
+    assert "claims fixed to a mean or zero, 'pos' (mean): not causal scrubbing" in result.summary()
+    scrub.write_html(tmp_path / "r.html", result)
+    assert "claims fixed to a mean or zero: not causal scrubbing" in (tmp_path / "r.html").read_text()
