@@ -84,7 +84,7 @@ def overhead(cfg, device, rows: list) -> None:
         case = make_case(name, n, **kw)
         model = case.model.to(device)
         plan = make_plan(case.hypothesis, case.graph, case.data, 0, warn=False)
-        r = executor_rows(plan, case.data)
+        r = executor_rows(plan, case.data, case.model)
         bs = batch_rows(model, case.data, plan, None)
         run_plan(model, make_plan(warm.hypothesis, warm.graph, warm.data, 0, warn=False), warm.data)  # warm-up
         plain_forward(model, case.data, min(bs, 64), bs)

@@ -8,8 +8,12 @@ Rows of the batch are grouped in *blocks* of ``B`` rows, one row per reference o
 A leaf's host block is the clean run on its own example. A non-leaf instance whose model nodes
 sit at one stage of the forward pass (one layer's heads, one MLP, or the output) and include no
 embedding shares one block between host and context: the row runs clean on the random example
-up to that stage (that is exactly the context it needs), and its ports are patched there. This
-is only done when no example of the data is padded, since the mask comes from the row's example.
+up to that stage (that is exactly the context it needs), and its ports are patched there. An MLP
+or the output reads nothing but its overwritten input, so it always merges. Heads also read their
+example's padding mask: on padded data, native models give a merged instance's rows its own
+examples' mask at its layer only (:meth:`Architecture.override_attention_mask`); on other models
+only the references whose instance and context examples share a mask merge, and the rest run a
+second, unmerged layout.
 
 Each port input of an instance's node is rebuilt as the context's residual plus, for every
 claimed upstream node, the difference between the child's output and the context's output of
@@ -31,6 +35,7 @@ not run at all: their outputs are looked up from the embedding tables.
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -90,6 +95,18 @@ class _HookSet:
         self.rows = rows
         self.hooks: list[tuple[str, object]] = []
         self.calls: dict[str, int] = {}
+        # (layer, fn): give layer's attention fn(mask) instead of the pass's padding mask
+        self.masks: list[tuple[int, object]] = []
+
+    def mask(self, layer: int, fn) -> None:
+        name = f"blocks.{layer}.attn (attention mask)"
+        self.calls[name] = 0
+
+        def counted(mask, _name=name, _fn=fn):
+            self.calls[_name] += 1
+            return _fn(mask)
+
+        self.masks.append((layer, counted))
 
     def add(self, name: str, fn) -> None:
         self.calls[name] = 0
@@ -113,8 +130,11 @@ class _HookSet:
             )
 
 
-def _forward(model, tokens, attention_mask, hooks: _HookSet) -> None:
+def _forward(model, tokens, attention_mask, hooks: _HookSet, arch: Architecture | None = None) -> None:
     kwargs = {} if attention_mask is None else {"attention_mask": attention_mask}
+    if hooks.masks and (arch is None or attention_mask is None):
+        raise ExecutionError("per-layer attention masks need the architecture and a padding mask")
+    handles = [arch.override_attention_mask(model, layer, fn) for layer, fn in hooks.masks] if arch else []
     try:
         with model.hooks(fwd_hooks=hooks.hooks):
             model(tokens, **kwargs)
@@ -123,6 +143,9 @@ def _forward(model, tokens, attention_mask, hooks: _HookSet) -> None:
     else:
         hooks.check()
         raise ExecutionError("the forward pass never reached its last hook")
+    finally:
+        for h in handles:
+            h.remove()
     hooks.check()
 
 
@@ -151,29 +174,52 @@ class _Layout:
     passes: list[tuple[int, list[int]]] = field(default_factory=list)
     gathered: list[int] = field(default_factory=list)
     slot: dict[int, int] = field(default_factory=dict)  # block -> its place in its pass
+    # layer -> attention instances computed in their context's block (their heads need their own
+    # example's padding mask there, not the context's)
+    attn_merged: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
 
     @property
     def n_blocks(self) -> int:
         return len(self.block_examples)
 
+    @functools.cached_property
+    def examples(self) -> np.ndarray:
+        """``[blocks, N]``: the example each block runs, per reference."""
+        return np.stack(self.block_examples)
 
-def _layout(plan: Plan, has_mask: bool) -> _Layout:
+
+def _mergeable(inst, g: ModelGraph) -> str | None:
+    """The kind of stage (``attn``, ``mlp``, ``output``) a non-leaf instance could share its context's
+    block at, or None when it cannot (a leaf, nodes at several stages, an embedding)."""
+    if inst.is_leaf or any(g.kind(m) == "input" for m in inst.node.model):
+        return None
+    kinds = {g.kind(m) for m in inst.node.model}
+    if len({g.stage(m) for m in inst.node.model}) != 1 or len(kinds) != 1:
+        return None
+    return kinds.pop()
+
+
+def _layout(plan: Plan, merge_attention: bool) -> _Layout:
+    """Blocks, patches and passes of ``plan``.
+
+    MLP and output instances always share their context's block: their inputs are overwritten as a
+    whole and an MLP reads no attention mask, so which example the row runs does not matter there.
+    Attention instances share it only when ``merge_attention``: their heads read the row's
+    attention mask, which must then be the instance's own (no padding, or the same mask).
+    """
     g: ModelGraph = plan.graph
     lay = _Layout()
     for inst in plan.instances:
-        stages = {g.stage(m) for m in inst.node.model}
-        merge = (
-            not inst.is_leaf
-            and not has_mask
-            and len(stages) == 1
-            and not any(g.kind(m) == "input" for m in inst.node.model)
-        )
+        kind = _mergeable(inst, g)
+        merge = kind is not None and (kind != "attn" or merge_attention)
         lay.host[inst.index] = lay.n_blocks
         random = inst.random
         lay.block_examples.append(random if merge and random is not None else inst.examples)
         if random is not None:
             if merge:
                 lay.ctx[inst.index] = lay.host[inst.index]
+                if kind == "attn":
+                    lay.attn_merged[g.layer(inst.node.model[0])].append(inst.index)
             else:
                 lay.ctx[inst.index] = lay.n_blocks
                 lay.block_examples.append(random)
@@ -235,8 +281,14 @@ def _split_passes(lay: _Layout, g: ModelGraph) -> None:
 class _Chunk:
     """Hooks for one chunk of ``b`` references."""
 
-    def __init__(self, model, arch: Architecture, plan: Plan, lay: _Layout, refs: np.ndarray, device) -> None:
+    def __init__(
+        self, model, arch: Architecture, plan: Plan, lay: _Layout, refs: np.ndarray, device,
+        padding: torch.Tensor | None = None,
+    ) -> None:
         self.model, self.arch, self.plan, self.lay, self.b = model, arch, plan, lay, len(refs)
+        self.refs = refs
+        # the data's padding masks, when heads computed in their context's block need their own
+        self.padding = padding
         self.store: dict[tuple[str, int], torch.Tensor] = {}
         self.base: dict[int, torch.Tensor] = {}  # instance -> its context's residual before the layer being patched
         self.final: torch.Tensor | None = None
@@ -323,6 +375,9 @@ class _Chunk:
             if 2 * layer + 1 > stop:
                 break
             attn = patched(("attn", layer))
+            own = [i for i in lay.attn_merged.get(layer, []) if lay.host[i] in here]
+            if own and self.padding is not None:
+                hs.mask(layer, lambda m, own=own: self._own_masks(m, own))
             mlp = patched(("mlp", layer)) if not g.attn_only and 2 * layer + 2 <= stop else []
             mlp_pre = mlp if arch.mlp_in_normalized else []
             if attn or mlp_pre:
@@ -353,6 +408,15 @@ class _Chunk:
         if stop == 2 * g.n_layers + 1:
             hs.add(A.HOOK_FINAL, self._out)
         return hs
+
+    def _own_masks(self, mask: torch.Tensor, instances: list[int]) -> torch.Tensor:
+        """The pass's padding mask with each merged attention instance's rows set to its own examples'."""
+        assert self.padding is not None
+        mask = mask.clone()
+        for i in instances:
+            own = self.padding[torch.from_numpy(self.plan.instances[i].examples[self.refs])]
+            mask[self.rows(self.lay.host[i])] = own.to(device=mask.device, dtype=mask.dtype)
+        return mask
 
     def _capture(self, x, *patches) -> None:
         """The context's residual before this layer, for every instance patched here from it."""
@@ -409,14 +473,45 @@ def has_padding(data: Dataset) -> bool:
     return data.attention_mask is not None and not bool(data.attention_mask.bool().all())
 
 
-def n_blocks(plan: Plan, data: Dataset) -> int:
-    """Rows one reference takes in a pass: the smallest batch the plan can run with."""
-    return _layout(plan, has_padding(data)).n_blocks
+def _merge_groups(plan: Plan, data: Dataset, per_layer_masks: bool = False) -> list[tuple[bool, np.ndarray]]:
+    """The references split by whether their attention instances may share their context's block.
+
+    Without padding every reference may, and so may every reference of a model whose heads can be
+    given their own example's mask in the middle of a pass (``per_layer_masks``, see
+    :meth:`Architecture.override_attention_mask`). Otherwise a reference may when, for every attention
+    instance that could merge, its example and its random example have the same attention mask
+    (a row then runs with exactly the mask the instance's heads need). Each group runs its own
+    layout; a reference's logits do not depend on which other references share its pass.
+    """
+    everyone = np.arange(plan.n)
+    if not has_padding(data) or per_layer_masks:
+        return [(True, everyone)]
+    attn = [inst for inst in plan.instances if _mergeable(inst, plan.graph) == "attn"]
+    if not attn:
+        return [(True, everyone)]
+    mask = data.attention_mask.bool()
+    same = torch.ones(plan.n, dtype=torch.bool)
+    for inst in attn:
+        assert inst.random is not None
+        a, b = torch.from_numpy(inst.examples), torch.from_numpy(inst.random)
+        same &= (mask[a] == mask[b]).all(dim=1)
+    ok = same.numpy()
+    groups = [(True, everyone[ok]), (False, everyone[~ok])]
+    return [(m, refs) for m, refs in groups if len(refs)]
 
 
-def _chunks(n: int, size: int):
-    for start in range(0, n, size):
-        yield np.arange(start, min(n, start + size))
+def n_blocks(plan: Plan, data: Dataset, model=None) -> int:
+    """Rows one reference takes in a pass: the smallest batch the plan can run with (on ``model``,
+    if given: some models let more blocks merge on padded data)."""
+    masks = model is not None and Architecture.of(model).per_layer_masks
+    return max(_layout(plan, merge).n_blocks for merge, _ in _merge_groups(plan, data, masks))
+
+
+def _chunks(refs, size: int):
+    """``refs`` (a count, or an array of reference indices) in consecutive pieces of ``size``."""
+    refs = np.arange(refs) if isinstance(refs, int) else refs
+    for start in range(0, len(refs), size):
+        yield refs[start : start + size]
 
 
 def run_plan(
@@ -435,35 +530,41 @@ def run_plan(
     """
     device = model_device(model)
     arch = Architecture.of(model)
-    lay = _layout(plan, has_padding(data))
+    swap = has_padding(data) and arch.per_layer_masks  # merged heads get their own example's mask
+    groups = [(_layout(plan, merge), refs) for merge, refs in _merge_groups(plan, data, arch.per_layer_masks)]
     rows_per_pass = batch_size or default_batch_size(model, data.seq_len)
-    per_chunk = max(1, rows_per_pass // lay.n_blocks)
-    if rows_per_pass < lay.n_blocks:
+    most = max(lay.n_blocks for lay, _ in groups)
+    if rows_per_pass < most:
         warnings.warn(
-            f"batch_size={rows_per_pass} is smaller than the plan's {lay.n_blocks} blocks; "
-            f"running one reference per pass ({lay.n_blocks} rows)",
+            f"batch_size={rows_per_pass} is smaller than the plan's {most} blocks; "
+            f"running one reference per pass ({most} rows)",
             stacklevel=2,
         )
-    examples = np.stack(lay.block_examples)  # [blocks, N]
-    out = []
-    needs_mlp_in = any(k[0] == "mlp" for k in lay.patches)
-    chunks = list(_chunks(plan.n, per_chunk))
+    work = [(lay, refs) for lay, group in groups
+            for refs in _chunks(group, max(1, rows_per_pass // lay.n_blocks))]
+    out: torch.Tensor | None = None
+    needs_mlp_in = any(k[0] == "mlp" for lay, _ in groups for k in lay.patches)
     with torch.inference_mode(), _mlp_in_hooks(model, arch, needs_mlp_in):
-        quiet = True if progress is False or len(chunks) < 2 else (None if progress is None else False)  # None: on a terminal
-        for refs in tqdm(chunks, desc=desc, disable=quiet, leave=False):
-            chunk = _Chunk(model, arch, plan, lay, refs, device)
+        quiet = True if progress is False or len(work) < 2 else (None if progress is None else False)  # None: on a terminal
+        for lay, refs in tqdm(work, desc=desc, disable=quiet, leave=False):
+            examples = lay.examples
+            chunk = _Chunk(model, arch, plan, lay, refs, device, data.attention_mask if swap else None)
             if lay.gathered:
                 chunk.gather(data.tokens[torch.from_numpy(examples[lay.gathered][:, refs].reshape(-1))].to(device))
             for stop, blocks in lay.passes:
                 idx = torch.from_numpy(examples[blocks][:, refs].reshape(-1))
                 tokens = data.tokens[idx].to(device)
                 mask = None if data.attention_mask is None else data.attention_mask[idx].to(device)
-                _forward(model, tokens, mask, chunk.hooks(tokens.shape[0], stop, blocks))
+                _forward(model, tokens, mask, chunk.hooks(tokens.shape[0], stop, blocks), arch)
             if chunk.final is None:
                 raise ExecutionError("the output's final residual was never computed (the last pass did not reach it)")
-            out.append(_target_logits(model, arch, chunk.final, data.target_pos[refs].to(device)).float().cpu())
+            logits = _target_logits(model, arch, chunk.final, data.target_pos[refs].to(device)).float().cpu()
+            if out is None:
+                out = logits.new_empty((plan.n, logits.shape[1]))
+            out[torch.from_numpy(refs)] = logits
             chunk.release()
-    return torch.cat(out)
+    assert out is not None
+    return out
 
 
 def run_clean(model, data: Dataset, *, batch_size: int | None = None) -> torch.Tensor:
