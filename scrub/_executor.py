@@ -38,6 +38,7 @@ import contextlib
 import functools
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,7 +97,7 @@ class _HookSet:
         self.hooks: list[tuple[str, object]] = []
         self.calls: dict[str, int] = {}
         # (layer, fn): give layer's attention fn(mask) instead of the pass's padding mask
-        self.masks: list[tuple[int, object]] = []
+        self.masks: list[tuple[int, Callable[[torch.Tensor], torch.Tensor]]] = []
 
     def mask(self, layer: int, fn) -> None:
         name = f"blocks.{layer}.attn (attention mask)"
@@ -489,6 +490,7 @@ def _merge_groups(plan: Plan, data: Dataset, per_layer_masks: bool = False) -> l
     attn = [inst for inst in plan.instances if _mergeable(inst, plan.graph) == "attn"]
     if not attn:
         return [(True, everyone)]
+    assert data.attention_mask is not None
     mask = data.attention_mask.bool()
     same = torch.ones(plan.n, dtype=torch.bool)
     for inst in attn:
