@@ -105,6 +105,10 @@ _REFUSED: dict[str, str] = {
 }
 
 
+#: Architectures whose blocks cannot take a narrower MLP input than residual (see Architecture.narrow_last_mlp).
+_NO_NARROW_MLP = frozenset({"OPTForCausalLM"})
+
+
 def _cfg(model: Any, key: str, default: Any = None) -> Any:
     return getattr(getattr(model, "cfg", None), key, default)
 
@@ -242,6 +246,13 @@ class Architecture:
         before = bool(getattr(model.cfg, "use_hook_mlp_in", False))
         model.set_use_hook_mlp_in(True)
         return lambda: model.set_use_hook_mlp_in(before)
+
+    @property
+    def narrow_last_mlp(self) -> bool:
+        """Whether the last MLP may be given its input at one position per row, ``[batch, 1, d]``, its
+        output broadcasting onto the residual (true where the block adds it without reshaping; OPT's
+        decoder layer flattens the MLP's input and cannot)."""
+        return self.name not in _NO_NARROW_MLP
 
     @property
     def per_layer_masks(self) -> bool:

@@ -284,10 +284,12 @@ class _Chunk:
 
     def __init__(
         self, model, arch: Architecture, plan: Plan, lay: _Layout, refs: np.ndarray, device,
-        padding: torch.Tensor | None = None,
+        padding: torch.Tensor | None = None, target: torch.Tensor | None = None, length: int | None = None,
     ) -> None:
         self.model, self.arch, self.plan, self.lay, self.b = model, arch, plan, lay, len(refs)
         self.refs = refs
+        self.target = target  # [b] each reference's scored position
+        self.length = length  # positions run: every later one is padding in every example the chunk uses
         # the data's padding masks, when heads computed in their context's block need their own
         self.padding = padding
         self.store: dict[tuple[str, int], torch.Tensor] = {}
@@ -309,7 +311,7 @@ class _Chunk:
                 self.masks[inst.index] = inst.position
             else:
                 m = plan.claim_mask(inst, refs)
-                self.masks[inst.index] = None if m is None else m.to(device)[..., None]
+                self.masks[inst.index] = None if m is None else m[:, : self.length].to(device)[..., None]
 
     def release(self) -> None:
         """Drop the chunk's activations now. Its hooks close over it (a reference cycle), so
@@ -402,6 +404,8 @@ class _Chunk:
                 continue
             if mlp:
                 hs.add(arch.hook_mlp_in(layer), lambda x, L=layer, a=mlp: self._mlp_in(x, L, a))
+            elif layer == g.n_layers - 1 and self._scored_only(stop, blocks, needed(f"m{layer}")):
+                hs.add(arch.hook_mlp_in(layer), self._at_target)
             if needed(f"m{layer}") or stop == 2 * layer + 2:
                 n = f"m{layer}"
                 out = lambda x, n=n, b=needed(n): self.keep(n, x, b)
@@ -410,12 +414,34 @@ class _Chunk:
             hs.add(A.HOOK_FINAL, self._out)
         return hs
 
+    def _scored_only(self, stop: int, blocks: list[int], stored: list[int]) -> bool:
+        """Whether the last MLP of this pass may run at the scored position only: the pass is the
+        output's own block alone, and nothing stores the last MLP's output from it."""
+        root = self.plan.instances[0]
+        return (
+            self.arch.narrow_last_mlp
+            and stop == 2 * self.plan.graph.n_layers + 1
+            and blocks == [self.lay.host[0]]
+            and self.lay.ctx.get(0) == self.lay.host[0]
+            and not stored
+            and root.node.model == ("out",)
+            and self.target is not None
+        )
+
+    def _at_target(self, x: torch.Tensor) -> torch.Tensor:
+        """The last MLP's input at each row's scored position only, ``[rows, 1, d]``.
+
+        Everything after it is column-local: the MLP's output broadcasts onto the residual, whose
+        scored column is then exact (the other columns are never read).
+        """
+        return x[torch.arange(x.shape[0], device=x.device), self.target][:, None]
+
     def _own_masks(self, mask: torch.Tensor, instances: list[int]) -> torch.Tensor:
         """The pass's padding mask with each merged attention instance's rows set to its own examples'."""
         assert self.padding is not None
         mask = mask.clone()
         for i in instances:
-            own = self.padding[torch.from_numpy(self.plan.instances[i].examples[self.refs])]
+            own = self.padding[torch.from_numpy(self.plan.instances[i].examples[self.refs]), : mask.shape[1]]
             mask[self.rows(self.lay.host[i])] = own.to(device=mask.device, dtype=mask.dtype)
         return mask
 
@@ -502,6 +528,33 @@ def _merge_groups(plan: Plan, data: Dataset, per_layer_masks: bool = False) -> l
     return [(m, refs) for m, refs in groups if len(refs)]
 
 
+def _needed_lengths(plan: Plan, data: Dataset, lay: _Layout) -> np.ndarray | None:
+    """``[N]``: for each reference, how many leading positions its pass rows must run (None: all).
+
+    A position after the last unmasked one of every example a reference's rows run, or whose mask
+    a merged head borrows, is a padding key for all of them: no query attends to it, so nothing
+    computed before it depends on it, and what is computed there is read only there and never
+    scored. The scored position, the positions per-reference copies are read at and every fixed
+    position a per-position instance sits at are kept. Without an attention mask nothing is cut.
+    """
+    if data.attention_mask is None:
+        return None
+    mask = data.attention_mask.bool()
+    t = mask.shape[1]
+    last = torch.where(mask.any(1), t - mask.flip(1).int().argmax(1), 0).numpy()  # 1 + last unmasked index
+    need = np.maximum(last[lay.examples].max(0), data.target_pos.numpy() + 1)
+    floor = 1
+    for inst in plan.instances:
+        need = np.maximum(need, last[inst.examples])
+        if inst.random is not None:
+            need = np.maximum(need, last[inst.random])
+        if inst.at is not None:
+            need = np.maximum(need, inst.at + 1)
+        if inst.position is not None:
+            floor = max(floor, inst.position + 1)
+    return np.clip(np.maximum(need, floor), 1, t)
+
+
 def n_blocks(plan: Plan, data: Dataset, model=None) -> int:
     """Rows one reference takes in a pass: the smallest batch the plan can run with (on ``model``,
     if given: some models let more blocks merge on padded data)."""
@@ -542,25 +595,32 @@ def run_plan(
             f"running one reference per pass ({most} rows)",
             stacklevel=2,
         )
-    work = [(lay, refs) for lay, group in groups
-            for refs in _chunks(group, max(1, rows_per_pass // lay.n_blocks))]
+    work = []
+    for lay, group in groups:
+        need = _needed_lengths(plan, data, lay)
+        if need is not None:  # references needing similar lengths share chunks, so chunks can be cut short
+            group = group[np.argsort(need[group], kind="stable")]
+        for refs in _chunks(group, max(1, rows_per_pass // lay.n_blocks)):
+            work.append((lay, refs, data.seq_len if need is None else int(need[refs].max())))
     out: torch.Tensor | None = None
-    needs_mlp_in = any(k[0] == "mlp" for lay, _ in groups for k in lay.patches)
+    needs_mlp_in = not plan.graph.attn_only  # MLP inputs are patched, or the last one narrowed to the scored position
     with torch.inference_mode(), _mlp_in_hooks(model, arch, needs_mlp_in):
         quiet = True if progress is False or len(work) < 2 else (None if progress is None else False)  # None: on a terminal
-        for lay, refs in tqdm(work, desc=desc, disable=quiet, leave=False):
+        for lay, refs, length in tqdm(work, desc=desc, disable=quiet, leave=False):
             examples = lay.examples
-            chunk = _Chunk(model, arch, plan, lay, refs, device, data.attention_mask if swap else None)
+            target = data.target_pos[refs].to(device)
+            chunk = _Chunk(model, arch, plan, lay, refs, device, data.attention_mask if swap else None, target, length)
             if lay.gathered:
-                chunk.gather(data.tokens[torch.from_numpy(examples[lay.gathered][:, refs].reshape(-1))].to(device))
+                idx = torch.from_numpy(examples[lay.gathered][:, refs].reshape(-1))
+                chunk.gather(data.tokens[idx, :length].to(device))
             for stop, blocks in lay.passes:
                 idx = torch.from_numpy(examples[blocks][:, refs].reshape(-1))
-                tokens = data.tokens[idx].to(device)
-                mask = None if data.attention_mask is None else data.attention_mask[idx].to(device)
+                tokens = data.tokens[idx, :length].to(device)
+                mask = None if data.attention_mask is None else data.attention_mask[idx, :length].to(device)
                 _forward(model, tokens, mask, chunk.hooks(tokens.shape[0], stop, blocks), arch)
             if chunk.final is None:
                 raise ExecutionError("the output's final residual was never computed (the last pass did not reach it)")
-            logits = _target_logits(model, arch, chunk.final, data.target_pos[refs].to(device)).float().cpu()
+            logits = _target_logits(model, arch, chunk.final, target).float().cpu()
             if out is None:
                 out = logits.new_empty((plan.n, logits.shape[1]))
             out[torch.from_numpy(refs)] = logits
