@@ -86,13 +86,15 @@ def executor_rows(plan, data, model=None) -> dict[str, int]:
     }
 
 
-def plain_forward(model, data: scrub.Dataset, rows: int, batch_size: int, seed: int = 0) -> None:
-    """``model(tokens)`` (no hooks) over ``rows`` rows drawn from ``data``, ``batch_size`` rows at a time."""
+def plain_forward(model, data: scrub.Dataset, rows: int, batch_size: int, seed: int = 0, shuffle: bool = True) -> None:
+    """``model(tokens)`` (no hooks) over ``rows`` rows drawn from ``data`` (or, with ``shuffle=False``,
+    its first ``rows`` examples in order), ``batch_size`` rows at a time."""
     rng = np.random.default_rng(seed)
     device = next(model.parameters()).device
     with torch.inference_mode():
         for start in range(0, rows, batch_size):
-            idx = torch.from_numpy(rng.integers(0, len(data), size=min(batch_size, rows - start)))
+            size = min(batch_size, rows - start)
+            idx = torch.from_numpy(rng.integers(0, len(data), size=size) if shuffle else np.arange(start, start + size) % len(data))
             kw = {} if data.attention_mask is None else {"attention_mask": data.attention_mask[idx].to(device)}
             model(data.tokens[idx].to(device), **kw)
 

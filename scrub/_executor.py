@@ -66,9 +66,43 @@ def model_device(model) -> torch.device:
         return torch.device("cpu")
 
 
+#: Fraction of the accelerator's free memory one pass may use (the rest: the stored outputs of earlier passes, fragmentation).
+DEVICE_MEMORY_SHARE = 0.5
+
+
+def bytes_per_row(model, seq_len: int) -> int:
+    """A generous estimate of the memory one row of a forward pass holds at its peak, in bytes.
+
+    Per position: the residual and its normalised copy, queries, keys and values, the attention
+    output, the MLP's hidden activations (two for gated MLPs) and input/output; plus each layer's
+    attention scores and pattern (``[heads, seq, seq]`` each), with room for the masked copies.
+    """
+    cfg = model.cfg
+    d, heads = int(cfg.d_model), int(cfg.n_heads)
+    d_head = int(getattr(cfg, "d_head", 0) or d // heads)
+    d_mlp = int(getattr(cfg, "d_mlp", 0) or 4 * d)
+    itemsize = torch.empty((), dtype=_dtype(model)).element_size()
+    per_position = 6 * d + 4 * heads * d_head + 3 * d_mlp + 4 * heads * seq_len
+    return 2 * itemsize * seq_len * per_position  # x2: the stored outputs and the autograd-free temporaries
+
+
 def default_batch_size(model, seq_len: int) -> int:
-    """Rows per forward pass: about 4M residual floats, so memory stays modest on any model."""
+    """Rows per forward pass.
+
+    On an accelerator, as many rows as fit in :data:`DEVICE_MEMORY_SHARE` of its free memory
+    (``torch.cuda.mem_get_info``), by :func:`bytes_per_row`: chosen from the memory, not by trial.
+    On the CPU, about 4M residual floats, so memory stays modest on any model.
+    """
+    device = model_device(model)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return rows_for_memory(free, bytes_per_row(model, seq_len))
     return max(1, (1 << 22) // (seq_len * int(model.cfg.d_model)))
+
+
+def rows_for_memory(free_bytes: int, row_bytes: int) -> int:
+    """Rows of ``row_bytes`` that fit in :data:`DEVICE_MEMORY_SHARE` of ``free_bytes`` (at least one)."""
+    return max(1, int(free_bytes * DEVICE_MEMORY_SHARE) // max(1, row_bytes))
 
 
 def _target_logits(model, arch: Architecture, final_resid: torch.Tensor, target_pos: torch.Tensor) -> torch.Tensor:
