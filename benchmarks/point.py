@@ -40,7 +40,7 @@ def main(spec: dict) -> dict:
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     times = [timed(lambda: run_plan(model, plan, case.data), device)[0] for _ in range(spec.get("reps", 1))]
-    out = {**spec, "times": times, "rss_setup_mb": before, "rss_peak_mb": _rss_mb(), **executor_rows(plan, case.data),
+    out = {**spec, "times": times, "rss_setup_mb": before, "rss_peak_mb": _rss_mb(), **executor_rows(plan, case.data, case.model),
            "instances": len(plan.instances)}
     if device.startswith("cuda"):
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20

@@ -15,6 +15,10 @@ Figures (each a median over repeated runs, with min..max; ratios are taken withi
 - scaling: time and peak memory against N and against the number of interpretation nodes, one fresh
   process per point (peak RSS: VmHWM from /proc/self/status);
 - sampling: grouping and drawing for 100,000 examples and 50 features, and ``make_plan`` on a 50-node hypothesis;
+- forward-pass equivalents (in the overhead section): the executor's time / one plain ``model(tokens)``
+  over the same N examples, in the same process: the cost a user feels, independent of the machine;
+- gpu (default on ``--device cuda``; ``--only gpu`` elsewhere): GPT-2 small's shape scored at N = 10,000,
+  with the peak device memory and the rows per pass chosen from the free device memory;
 - pruning (``--only pruning``; also ``python -m benchmarks.positions``): varying target positions, the plan
   size before and after pruning, and the pruned plan's time against a fixed-target plan (see
   :mod:`benchmarks.positions`).
@@ -45,12 +49,13 @@ from scrub._reference import _Oracle
 from scrub._sampling import Sampler, evaluate_feature
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_ONLY = ["overhead", "speedup", "scaling", "sampling"]
 console = Console()
 
 MODES = {
-    "quick": dict(n_small=200, n_gpt2=4, gpt2_seq=16, reps=2, oracle_n=200, naive_refs=10,
+    "quick": dict(n_small=200, n_gpt2=4, gpt2_seq=16, reps=2, oracle_n=200, naive_refs=10, gpu_n=256,
                   scaling_n=[100, 300, 1000, 3000], scaling_nodes=[2, 10, 25, 50], nodes_n=300, sampling_n=100_000),
-    "full": dict(n_small=1000, n_gpt2=16, gpt2_seq=32, reps=3, oracle_n=1000, naive_refs=40,
+    "full": dict(n_small=1000, n_gpt2=16, gpt2_seq=32, reps=3, oracle_n=1000, naive_refs=40, gpu_n=10_000,
                  scaling_n=[100, 1000, 10_000, 100_000], scaling_nodes=[2, 5, 10, 20, 35, 50], nodes_n=1000,
                  sampling_n=100_000),
 }
@@ -84,23 +89,26 @@ def overhead(cfg, device, rows: list) -> None:
         case = make_case(name, n, **kw)
         model = case.model.to(device)
         plan = make_plan(case.hypothesis, case.graph, case.data, 0, warn=False)
-        r = executor_rows(plan, case.data)
+        r = executor_rows(plan, case.data, case.model)
         bs = batch_rows(model, case.data, plan, None)
         run_plan(model, make_plan(warm.hypothesis, warm.graph, warm.data, 0, warn=False), warm.data)  # warm-up
         plain_forward(model, case.data, min(bs, 64), bs)
-        ex, base, ratio = [], [], []
+        ex, base, ratio, fpe = [], [], [], []
         for rep in range(cfg["reps"]):
             steps = [("ex", lambda: run_plan(model, plan, case.data)),
-                     ("base", lambda: plain_forward(model, case.data, r["issue_rows"], bs, seed=rep))]
+                     ("base", lambda: plain_forward(model, case.data, r["issue_rows"], bs, seed=rep)),
+                     ("one", lambda: plain_forward(model, case.data, n, bs, seed=rep, shuffle=False))]
             got = {k: timed(f, device)[0] for k, f in (steps if rep % 2 == 0 else steps[::-1])}
             ex.append(got["ex"]), base.append(got["base"]), ratio.append(got["ex"] / got["base"])
+            fpe.append(got["ex"] / got["one"])
         block_ratio = [e / (b * r["block_rows"] / r["issue_rows"]) for e, b in zip(ex, base)]
         common = dict(figure="overhead", case=case.name, n=n, batch_rows=bs, **r)
         rows.append(dict(common, metric="executor_s", **_stats(ex)))
         rows.append(dict(common, metric="plain_forward_s (issue rows)", **_stats(base)))
         rows.append(dict(common, metric="ratio vs issue rows (target <= 1.3)", **_stats(ratio)))
         rows.append(dict(common, metric="ratio vs executor blocks (scaled)", **_stats(block_ratio)))
-        console.print(f"overhead  {case.name}: ratio {Spread(ratio).fmt()}  ({r})")
+        rows.append(dict(common, metric="forward-pass equivalents (executor / one plain forward over N)", **_stats(fpe)))
+        console.print(f"overhead  {case.name}: ratio {Spread(ratio).fmt()}, forward-pass equivalents {Spread(fpe).fmt()}  ({r})")
 
 
 def speedup(cfg, device, rows: list) -> None:
@@ -125,6 +133,34 @@ def speedup(cfg, device, rows: list) -> None:
         rows.append(dict(common, metric="speed-up vs oracle as shipped", **_stats(r_memo)))
         rows.append(dict(common, metric="speed-up vs naive recursion (target >= 30)", **_stats(r_naive)))
         console.print(f"speed-up  {case.name}: vs oracle {Spread(r_memo).fmt()}, vs naive recursion {Spread(r_naive).fmt()}")
+
+
+def gpu(cfg, device, rows: list) -> None:
+    """A GPT-2-small-shaped model scored at N = 10,000 (``cfg['gpu_n']``): time, forward-pass
+    equivalents, peak device memory, and the batch size chosen from the free memory."""
+    from scrub._executor import default_batch_size
+
+    n = cfg["gpu_n"]
+    case = make_case("gpt2", n, seq_len=32)
+    model = case.model.to(device)
+    plan = make_plan(case.hypothesis, case.graph, case.data, 0, warn=False)
+    bs = default_batch_size(model, case.data.seq_len)
+    run_plan(model, make_plan(case.hypothesis, case.graph, case.data.subset(range(64)), 0, warn=False),
+             case.data.subset(range(64)))  # warm-up
+    ex, one, peak = [], [], []
+    for rep in range(cfg["reps"]):
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        ex.append(timed(lambda: run_plan(model, plan, case.data), device)[0])
+        peak.append(torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan"))
+        one.append(timed(lambda: plain_forward(model, case.data, n, min(bs, 4096), shuffle=False), device)[0])
+    common = dict(figure="gpu", case=case.name, n=n, batch_rows=bs, instances=len(plan.instances))
+    rows.append(dict(common, metric="executor_s", **_stats(ex)))
+    rows.append(dict(common, metric="forward-pass equivalents (executor / one plain forward over N)",
+                     **_stats([e / o for e, o in zip(ex, one, strict=True)])))
+    rows.append(dict(common, metric="peak device memory, MiB", **_stats(peak)))
+    rows.append(dict(common, metric="rows per pass (from free device memory)", **_stats([bs])))
+    console.print(f"gpu  {case.name} N={n}: {Spread(ex).fmt('s')}, batch {bs} rows, peak {Spread(peak).fmt(' MiB')}")
 
 
 def _point(spec: dict) -> dict:
@@ -217,7 +253,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small N, few repeats (~2 minutes)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--only", nargs="*", default=["overhead", "speedup", "scaling", "sampling"])
+    ap.add_argument("--only", nargs="*", default=DEFAULT_ONLY,
+                    help="sections: overhead speedup scaling sampling pruning gpu (gpu runs by default on --device cuda)")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results[/quick])")
     args = ap.parse_args(argv)
     one_thread()
@@ -239,6 +276,8 @@ def main(argv=None) -> None:
         plot(df, out / "scaling.png")
     if "sampling" in args.only:
         sampling(cfg, rows)
+    if "gpu" in args.only or (device.type == "cuda" and "gpu" not in args.only and args.only == DEFAULT_ONLY):
+        gpu(cfg, device, rows)
     if "pruning" in args.only:
         from benchmarks.positions import pruning
 

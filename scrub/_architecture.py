@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from scrub.errors import UnsupportedModelError
+from scrub.errors import ExecutionError, UnsupportedModelError
 
 __all__ = ["Architecture", "supported_architectures", "from_hf"]
 
@@ -108,6 +108,10 @@ _REFUSED: dict[str, str] = {
         "bases per layer; it has not been checked against its own forward pass"
     ),
 }
+
+
+#: Architectures whose blocks cannot take a narrower MLP input than residual (see Architecture.narrow_last_mlp).
+_NO_NARROW_MLP = frozenset({"OPTForCausalLM"})
 
 
 def _cfg(model: Any, key: str, default: Any = None) -> Any:
@@ -322,6 +326,43 @@ class Architecture:
         before = bool(getattr(model.cfg, "use_hook_mlp_in", False))
         model.set_use_hook_mlp_in(True)
         return lambda: model.set_use_hook_mlp_in(before)
+
+    @property
+    def narrow_last_mlp(self) -> bool:
+        """Whether the last MLP may be given its input at one position per row, ``[batch, 1, d]``, its
+        output broadcasting onto the residual (true where the block adds it without reshaping; OPT's
+        decoder layer flattens the MLP's input and cannot)."""
+        return self.name not in _NO_NARROW_MLP
+
+    @property
+    def per_layer_masks(self) -> bool:
+        """Whether one layer's heads can be given another padding mask than the rest of the pass.
+
+        True for TransformerLens-native models: each block's attention receives the caller's 2-d
+        ``[batch, seq]`` mask as a keyword argument, and positions do not depend on it. HuggingFace
+        models build their own 4-d masks and position embeddings, so they are left alone.
+        """
+        return self.name == "TransformerLensNative"
+
+    def override_attention_mask(self, model: Any, layer: int, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+        """Give layer ``layer``'s attention ``fn(mask)`` instead of the caller's ``[batch, seq]`` mask.
+
+        Returns the hook handle (``.remove()`` it). Only for :attr:`per_layer_masks` models; the hook
+        raises :class:`~scrub.ExecutionError` rather than run with a mask it does not understand.
+        """
+        if not self.per_layer_masks:
+            raise ExecutionError(f"architecture {self.name} does not take a per-layer attention mask")
+
+        def pre(module, args, kwargs):
+            mask = kwargs.get("attention_mask")
+            if mask is None or mask.dim() != 2:
+                raise ExecutionError(
+                    f"layer {layer}'s attention received no [batch, seq] attention_mask keyword "
+                    f"({None if mask is None else tuple(mask.shape)}); cannot give it another example's mask"
+                )
+            return args, {**kwargs, "attention_mask": fn(mask)}
+
+        return model.blocks[layer].attn.register_forward_pre_hook(pre, with_kwargs=True)
 
     # -- weights -------------------------------------------------------------------------
     def qkv(self, model: Any, layer: int, port: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,8 +8,12 @@ Rows of the batch are grouped in *blocks* of ``B`` rows, one row per reference o
 A leaf's host block is the clean run on its own example. A non-leaf instance whose model nodes
 sit at one stage of the forward pass (one layer's heads, one MLP, or the output) and include no
 embedding shares one block between host and context: the row runs clean on the random example
-up to that stage (that is exactly the context it needs), and its ports are patched there. This
-is only done when no example of the data is padded, since the mask comes from the row's example.
+up to that stage (that is exactly the context it needs), and its ports are patched there. An MLP
+or the output reads nothing but its overwritten input, so it always merges. Heads also read their
+example's padding mask: on padded data, native models give a merged instance's rows its own
+examples' mask at its layer only (:meth:`Architecture.override_attention_mask`); on other models
+only the references whose instance and context examples share a mask merge, and the rest run a
+second, unmerged layout.
 
 Each port input of an instance's node is rebuilt as the context's residual plus, for every
 claimed upstream node, the difference between the child's output and the context's output of
@@ -38,8 +42,10 @@ not run at all: their outputs are looked up from the embedding tables.
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,9 +74,43 @@ def model_device(model) -> torch.device:
         return torch.device("cpu")
 
 
+#: Fraction of the accelerator's free memory one pass may use (the rest: the stored outputs of earlier passes, fragmentation).
+DEVICE_MEMORY_SHARE = 0.5
+
+
+def bytes_per_row(model, seq_len: int) -> int:
+    """A generous estimate of the memory one row of a forward pass holds at its peak, in bytes.
+
+    Per position: the residual and its normalised copy, queries, keys and values, the attention
+    output, the MLP's hidden activations (two for gated MLPs) and input/output; plus each layer's
+    attention scores and pattern (``[heads, seq, seq]`` each), with room for the masked copies.
+    """
+    cfg = model.cfg
+    d, heads = int(cfg.d_model), int(cfg.n_heads)
+    d_head = int(getattr(cfg, "d_head", 0) or d // heads)
+    d_mlp = int(getattr(cfg, "d_mlp", 0) or 4 * d)
+    itemsize = torch.empty((), dtype=_dtype(model)).element_size()
+    per_position = 6 * d + 4 * heads * d_head + 3 * d_mlp + 4 * heads * seq_len
+    return 2 * itemsize * seq_len * per_position  # x2: the stored outputs and the autograd-free temporaries
+
+
 def default_batch_size(model, seq_len: int) -> int:
-    """Rows per forward pass: about 4M residual floats, so memory stays modest on any model."""
+    """Rows per forward pass.
+
+    On an accelerator, as many rows as fit in :data:`DEVICE_MEMORY_SHARE` of its free memory
+    (``torch.cuda.mem_get_info``), by :func:`bytes_per_row`: chosen from the memory, not by trial.
+    On the CPU, about 4M residual floats, so memory stays modest on any model.
+    """
+    device = model_device(model)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return rows_for_memory(free, bytes_per_row(model, seq_len))
     return max(1, (1 << 22) // (seq_len * int(model.cfg.d_model)))
+
+
+def rows_for_memory(free_bytes: int, row_bytes: int) -> int:
+    """Rows of ``row_bytes`` that fit in :data:`DEVICE_MEMORY_SHARE` of ``free_bytes`` (at least one)."""
+    return max(1, int(free_bytes * DEVICE_MEMORY_SHARE) // max(1, row_bytes))
 
 
 def _target_logits(model, arch: Architecture, final_resid: torch.Tensor, target_pos: torch.Tensor) -> torch.Tensor:
@@ -98,6 +138,18 @@ class _HookSet:
         self.rows = rows
         self.hooks: list[tuple[str, object]] = []
         self.calls: dict[str, int] = {}
+        # (layer, fn): give layer's attention fn(mask) instead of the pass's padding mask
+        self.masks: list[tuple[int, Callable[[torch.Tensor], torch.Tensor]]] = []
+
+    def mask(self, layer: int, fn) -> None:
+        name = f"blocks.{layer}.attn (attention mask)"
+        self.calls[name] = 0
+
+        def counted(mask, _name=name, _fn=fn):
+            self.calls[_name] += 1
+            return _fn(mask)
+
+        self.masks.append((layer, counted))
 
     def add(self, name: str, fn) -> None:
         self.calls[name] = 0
@@ -121,8 +173,11 @@ class _HookSet:
             )
 
 
-def _forward(model, tokens, attention_mask, hooks: _HookSet) -> None:
+def _forward(model, tokens, attention_mask, hooks: _HookSet, arch: Architecture | None = None) -> None:
     kwargs = {} if attention_mask is None else {"attention_mask": attention_mask}
+    if hooks.masks and (arch is None or attention_mask is None):
+        raise ExecutionError("per-layer attention masks need the architecture and a padding mask")
+    handles = [arch.override_attention_mask(model, layer, fn) for layer, fn in hooks.masks] if arch else []
     try:
         with model.hooks(fwd_hooks=hooks.hooks):
             model(tokens, **kwargs)
@@ -131,6 +186,9 @@ def _forward(model, tokens, attention_mask, hooks: _HookSet) -> None:
     else:
         hooks.check()
         raise ExecutionError("the forward pass never reached its last hook")
+    finally:
+        for h in handles:
+            h.remove()
     hooks.check()
 
 
@@ -162,11 +220,18 @@ class _Layout:
     # non-leaf residual-site instances by (site layer, host block): (instance, claims into its port "in");
     # the value is the context's residual at the boundary with the claims swapped in
     site_of: dict[tuple[int, int], tuple[int, list]] = field(default_factory=dict)  # (layer, block) -> entry
+    # layer -> attention instances computed in their context's block (their heads need their own
+    # example's padding mask there, not the context's)
+    attn_merged: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
 
     @property
     def n_blocks(self) -> int:
         return len(self.block_examples)
 
+    @functools.cached_property
+    def examples(self) -> np.ndarray:
+        """``[blocks, N]``: the example each block runs, per reference."""
+        return np.stack(self.block_examples)
 
 def _key(node, up: str) -> str:
     """Where a claim on ``up`` by ``node`` is read from: the output, or an MLP's neuron activations."""
@@ -181,23 +246,43 @@ def _key_stage(g: ModelGraph, key: str) -> int:
     return g.stage(key.removesuffix(POST))
 
 
-def _layout(plan: Plan, has_mask: bool, ablated: bool = False) -> _Layout:
+def _mergeable(inst, g: ModelGraph) -> str | None:
+    """The kind of stage (``attn``, ``mlp``, ``output``, ``site``) a non-leaf instance could share its context's
+    block at, or None when it cannot (a leaf, nodes at several stages, an embedding)."""
+    if inst.is_leaf:
+        return None
+    if any(g.is_site(m) for m in inst.node.model):  # a site's value is its context's residual: never computed anew
+        return "site"
+    if any(g.kind(m) == "input" for m in inst.node.model):
+        return None
+    kinds = {g.kind(m) for m in inst.node.model}
+    if len({g.stage(m) for m in inst.node.model}) != 1 or len(kinds) != 1:
+        return None
+    return kinds.pop()
+
+
+def _layout(plan: Plan, merge_attention: bool, ablated: bool = False) -> _Layout:
+    """Blocks, patches and passes of ``plan``.
+
+    MLP and output instances always share their context's block: their inputs are overwritten as a
+    whole and an MLP reads no attention mask, so which example the row runs does not matter there.
+    Attention instances share it only when ``merge_attention``: their heads read the row's
+    attention mask, which must then be the instance's own (no padding, or the same mask). A
+    residual site's value is its context's residual with claims swapped in: it always merges.
+    """
     g: ModelGraph = plan.graph
     lay = _Layout()
     for inst in plan.instances:
-        stages = {g.stage(m) for m in inst.node.model}
-        site = any(g.is_site(m) for m in inst.node.model)
-        merge = not inst.is_leaf and (site or (  # a site's value is its context's residual: never computed anew
-            not has_mask
-            and len(stages) == 1
-            and not any(g.kind(m) == "input" for m in inst.node.model)
-        ))
+        kind = _mergeable(inst, g)
+        merge = kind is not None and (kind != "attn" or merge_attention)
         lay.host[inst.index] = lay.n_blocks
         random = inst.random
         lay.block_examples.append(random if merge and random is not None else inst.examples)
         if random is not None:
             if merge:
                 lay.ctx[inst.index] = lay.host[inst.index]
+                if kind == "attn":
+                    lay.attn_merged[g.layer(inst.node.model[0])].append(inst.index)
             else:
                 lay.ctx[inst.index] = lay.n_blocks
                 lay.block_examples.append(random)
@@ -264,15 +349,23 @@ def _split_passes(lay: _Layout, g: ModelGraph) -> None:
 class _Chunk:
     """Hooks for one chunk of ``b`` references."""
 
-    def __init__(self, model, arch: Architecture, plan: Plan, lay: _Layout, refs: np.ndarray, device,
-                 ablated: dict[str, torch.Tensor] | None = None,
-                 fixed: dict[int, dict[str, torch.Tensor]] | None = None) -> None:
+    def __init__(
+        self, model, arch: Architecture, plan: Plan, lay: _Layout, refs: np.ndarray, device,
+        ablated: dict[str, torch.Tensor] | None = None,
+        fixed: dict[int, dict[str, torch.Tensor]] | None = None,
+        padding: torch.Tensor | None = None, target: torch.Tensor | None = None, length: int | None = None,
+    ) -> None:
         self.model, self.arch, self.plan, self.lay, self.b = model, arch, plan, lay, len(refs)
         #: under a mean or zero ablation (not causal scrubbing): every component's fixed context value
         self.ablated = ablated
         self.ablated_inputs: dict[tuple[str, str], torch.Tensor] = {}
         #: instances claimed as a fixed value (agree=Mean() / Zero()): every output's fixed value
         self.fixed = fixed or {}
+        self.refs = refs
+        self.target = target  # [b] each reference's scored position
+        self.length = length  # positions run: every later one is padding in every example the chunk uses
+        # the data's padding masks, when heads computed in their context's block need their own
+        self.padding = padding
         self.store: dict[tuple[str, int], torch.Tensor] = {}
         self.base: dict[int, torch.Tensor] = {}  # instance -> its context's residual before the layer being patched
         self.final: torch.Tensor | None = None
@@ -303,7 +396,7 @@ class _Chunk:
                 self.masks[inst.index] = inst.position
             else:
                 m = plan.claim_mask(inst, refs)
-                self.masks[inst.index] = None if m is None else m.to(device)[..., None]
+                self.masks[inst.index] = None if m is None else m[:, : self.length].to(device)[..., None]
 
     def release(self) -> None:
         """Drop the chunk's activations now. Its hooks close over it (a reference cycle), so
@@ -386,6 +479,9 @@ class _Chunk:
             if 2 * layer + 1 > stop:
                 break
             attn = patched(("attn", layer))
+            own = [i for i in lay.attn_merged.get(layer, []) if lay.host[i] in here]
+            if own and self.padding is not None:
+                hs.mask(layer, lambda m, own=own: self._own_masks(m, own))
             mlp = patched(("mlp", layer)) if not g.attn_only and 2 * layer + 2 <= stop else []
             mlp_pre = mlp if arch.mlp_in_normalized else []
             sites = needed(f"r{layer}")
@@ -414,6 +510,8 @@ class _Chunk:
             if needed(f"m{layer}{POST}"):
                 n = f"m{layer}{POST}"
                 hs.add(arch.hook_mlp_post(layer), lambda x, n=n, b=needed(n): self.keep(n, x, b))
+            if not mlp and layer == g.n_layers - 1 and self._scored_only(stop, blocks):
+                hs.add(arch.hook_mlp_in(layer), self._at_target)
             if needed(f"m{layer}") or stop == 2 * layer + 2:
                 n = f"m{layer}"
                 out = lambda x, n=n, b=needed(n): self.keep(n, x, b)
@@ -433,6 +531,42 @@ class _Chunk:
             else:
                 i, claims = entry
                 self.put(f"r{layer}", blk, self.resid(i, claims, self.ctx_input(i, f"r{layer}", "in", x)))
+
+    def _scored_only(self, stop: int, blocks: list[int]) -> bool:
+        """Whether the last MLP of this pass may run at the scored position only: the pass is the
+        output's own block alone, nothing is stored from it at or after the last MLP (its output,
+        its neurons, the final residual as a site), and no value is fixed by an ablation."""
+        g, root = self.plan.graph, self.plan.instances[0]
+        late = [key for key, where in self.lay.needs.items()
+                if _key_stage(g, key) >= 2 * g.n_layers and self.lay.host[0] in where]
+        return (
+            self.arch.narrow_last_mlp
+            and stop == 2 * g.n_layers + 1
+            and blocks == [self.lay.host[0]]
+            and self.lay.ctx.get(0) == self.lay.host[0]
+            and not late
+            and root.node.model == ("out",)
+            and self.target is not None
+            and self.ablated is None
+            and not self.fixed
+        )
+
+    def _at_target(self, x: torch.Tensor) -> torch.Tensor:
+        """The last MLP's input at each row's scored position only, ``[rows, 1, d]``.
+
+        Everything after it is column-local: the MLP's output broadcasts onto the residual, whose
+        scored column is then exact (the other columns are never read).
+        """
+        return x[torch.arange(x.shape[0], device=x.device), self.target][:, None]
+
+    def _own_masks(self, mask: torch.Tensor, instances: list[int]) -> torch.Tensor:
+        """The pass's padding mask with each merged attention instance's rows set to its own examples'."""
+        assert self.padding is not None
+        mask = mask.clone()
+        for i in instances:
+            own = self.padding[torch.from_numpy(self.plan.instances[i].examples[self.refs]), : mask.shape[1]]
+            mask[self.rows(self.lay.host[i])] = own.to(device=mask.device, dtype=mask.dtype)
+        return mask
 
     def _capture(self, x, *patches) -> None:
         """The context's residual before this layer, for every instance patched here from it."""
@@ -489,14 +623,73 @@ def has_padding(data: Dataset) -> bool:
     return data.attention_mask is not None and not bool(data.attention_mask.bool().all())
 
 
-def n_blocks(plan: Plan, data: Dataset) -> int:
-    """Rows one reference takes in a pass: the smallest batch the plan can run with."""
-    return _layout(plan, has_padding(data)).n_blocks
+def _merge_groups(plan: Plan, data: Dataset, per_layer_masks: bool = False) -> list[tuple[bool, np.ndarray]]:
+    """The references split by whether their attention instances may share their context's block.
+
+    Without padding every reference may, and so may every reference of a model whose heads can be
+    given their own example's mask in the middle of a pass (``per_layer_masks``, see
+    :meth:`Architecture.override_attention_mask`). Otherwise a reference may when, for every attention
+    instance that could merge, its example and its random example have the same attention mask
+    (a row then runs with exactly the mask the instance's heads need). Each group runs its own
+    layout; a reference's logits do not depend on which other references share its pass.
+    """
+    everyone = np.arange(plan.n)
+    if not has_padding(data) or per_layer_masks:
+        return [(True, everyone)]
+    attn = [inst for inst in plan.instances if _mergeable(inst, plan.graph) == "attn"]
+    if not attn:
+        return [(True, everyone)]
+    assert data.attention_mask is not None
+    mask = data.attention_mask.bool()
+    same = torch.ones(plan.n, dtype=torch.bool)
+    for inst in attn:
+        assert inst.random is not None
+        a, b = torch.from_numpy(inst.examples), torch.from_numpy(inst.random)
+        same &= (mask[a] == mask[b]).all(dim=1)
+    ok = same.numpy()
+    groups = [(True, everyone[ok]), (False, everyone[~ok])]
+    return [(m, refs) for m, refs in groups if len(refs)]
 
 
-def _chunks(n: int, size: int):
-    for start in range(0, n, size):
-        yield np.arange(start, min(n, start + size))
+def _needed_lengths(plan: Plan, data: Dataset, lay: _Layout) -> np.ndarray | None:
+    """``[N]``: for each reference, how many leading positions its pass rows must run (None: all).
+
+    A position after the last unmasked one of every example a reference's rows run, or whose mask
+    a merged head borrows, is a padding key for all of them: no query attends to it, so nothing
+    computed before it depends on it, and what is computed there is read only there and never
+    scored. The scored position, the positions per-reference copies are read at and every fixed
+    position a per-position instance sits at are kept. Without an attention mask nothing is cut.
+    """
+    if data.attention_mask is None:
+        return None
+    mask = data.attention_mask.bool()
+    t = mask.shape[1]
+    last = torch.where(mask.any(1), t - mask.flip(1).int().argmax(1), 0).numpy()  # 1 + last unmasked index
+    need = np.maximum(last[lay.examples].max(0), data.target_pos.numpy() + 1)
+    floor = 1
+    for inst in plan.instances:
+        need = np.maximum(need, last[inst.examples])
+        if inst.random is not None:
+            need = np.maximum(need, last[inst.random])
+        if inst.at is not None:
+            need = np.maximum(need, inst.at + 1)
+        if inst.position is not None:
+            floor = max(floor, inst.position + 1)
+    return np.clip(np.maximum(need, floor), 1, t)
+
+
+def n_blocks(plan: Plan, data: Dataset, model=None) -> int:
+    """Rows one reference takes in a pass: the smallest batch the plan can run with (on ``model``,
+    if given: some models let more blocks merge on padded data)."""
+    masks = model is not None and Architecture.of(model).per_layer_masks
+    return max(_layout(plan, merge).n_blocks for merge, _ in _merge_groups(plan, data, masks))
+
+
+def _chunks(refs, size: int):
+    """``refs`` (a count, or an array of reference indices) in consecutive pieces of ``size``."""
+    refs = np.arange(refs) if isinstance(refs, int) else refs
+    for start in range(0, len(refs), size):
+        yield refs[start : start + size]
 
 
 def run_plan(
@@ -527,35 +720,52 @@ def run_plan(
     # instances claimed as a fixed value (agree=Mean() / Zero()): their outputs, instead of a run's
     fixed = {inst.index: values[type(inst.node.agree)] for inst in plan.instances
              if isinstance(inst.node.agree, (Mean, Zero))}
-    lay = _layout(plan, has_padding(data), ablated is not None)
+    swap = has_padding(data) and arch.per_layer_masks  # merged heads get their own example's mask
+    groups = [(_layout(plan, merge, ablated is not None), refs)
+              for merge, refs in _merge_groups(plan, data, arch.per_layer_masks)]
+    # fixed values (mean, zero) are [T, d]: chunks are not cut short under them
+    cut = ablated is None and not fixed
     rows_per_pass = batch_size or default_batch_size(model, data.seq_len)
-    per_chunk = max(1, rows_per_pass // lay.n_blocks)
-    if rows_per_pass < lay.n_blocks:
+    most = max(lay.n_blocks for lay, _ in groups)
+    if rows_per_pass < most:
         warnings.warn(
-            f"batch_size={rows_per_pass} is smaller than the plan's {lay.n_blocks} blocks; "
-            f"running one reference per pass ({lay.n_blocks} rows)",
+            f"batch_size={rows_per_pass} is smaller than the plan's {most} blocks; "
+            f"running one reference per pass ({most} rows)",
             stacklevel=2,
         )
-    examples = np.stack(lay.block_examples)  # [blocks, N]
-    out = []
-    needs_mlp_in = any(k[0] == "mlp" for k in lay.patches)
-    chunks = list(_chunks(plan.n, per_chunk))
+    work = []
+    for lay, group in groups:
+        need = _needed_lengths(plan, data, lay) if cut else None
+        if need is not None:  # references needing similar lengths share chunks, so chunks can be cut short
+            group = group[np.argsort(need[group], kind="stable")]
+        for refs in _chunks(group, max(1, rows_per_pass // lay.n_blocks)):
+            work.append((lay, refs, data.seq_len if need is None else int(need[refs].max())))
+    out: torch.Tensor | None = None
+    needs_mlp_in = not plan.graph.attn_only  # MLP inputs are patched, or the last one narrowed to the scored position
     with torch.inference_mode(), _mlp_in_hooks(model, arch, needs_mlp_in):
-        quiet = True if progress is False or len(chunks) < 2 else (None if progress is None else False)  # None: on a terminal
-        for refs in tqdm(chunks, desc=desc, disable=quiet, leave=False):
-            chunk = _Chunk(model, arch, plan, lay, refs, device, ablated, fixed)
+        quiet = True if progress is False or len(work) < 2 else (None if progress is None else False)  # None: on a terminal
+        for lay, refs, length in tqdm(work, desc=desc, disable=quiet, leave=False):
+            examples = lay.examples
+            target = data.target_pos[refs].to(device)
+            chunk = _Chunk(model, arch, plan, lay, refs, device, ablated, fixed,
+                           data.attention_mask if swap else None, target, length)
             if lay.gathered:
-                chunk.gather(data.tokens[torch.from_numpy(examples[lay.gathered][:, refs].reshape(-1))].to(device))
+                idx = torch.from_numpy(examples[lay.gathered][:, refs].reshape(-1))
+                chunk.gather(data.tokens[idx, :length].to(device))
             for stop, blocks in lay.passes:
                 idx = torch.from_numpy(examples[blocks][:, refs].reshape(-1))
-                tokens = data.tokens[idx].to(device)
-                mask = None if data.attention_mask is None else data.attention_mask[idx].to(device)
-                _forward(model, tokens, mask, chunk.hooks(tokens.shape[0], stop, blocks))
+                tokens = data.tokens[idx, :length].to(device)
+                mask = None if data.attention_mask is None else data.attention_mask[idx, :length].to(device)
+                _forward(model, tokens, mask, chunk.hooks(tokens.shape[0], stop, blocks), arch)
             if chunk.final is None:
                 raise ExecutionError("the output's final residual was never computed (the last pass did not reach it)")
-            out.append(_target_logits(model, arch, chunk.final, data.target_pos[refs].to(device)).float().cpu())
+            logits = _target_logits(model, arch, chunk.final, target).float().cpu()
+            if out is None:
+                out = logits.new_empty((plan.n, logits.shape[1]))
+            out[torch.from_numpy(refs)] = logits
             chunk.release()
-    return torch.cat(out)
+    assert out is not None
+    return out
 
 
 def run_clean(model, data: Dataset, *, batch_size: int | None = None) -> torch.Tensor:

@@ -52,8 +52,9 @@ def test_all_exact_reproduces_the_model(cfg, data):
 
 
 def test_padding_takes_the_unmerged_path_and_changes_no_number(data):
-    """A padded example forces separate context blocks; on a causal model, padding after the scored
-    position changes nothing, so the numbers must not move. An all-ones mask pads nothing: it merges."""
+    """A padded example keeps heads out of their context's block unless the model takes per-layer masks
+    (native models do); on a causal model, padding after the scored position changes nothing, so the
+    numbers must not move. An all-ones mask pads nothing: it merges."""
     from scrub._executor import n_blocks
 
     m = small_model(attn_only=False)
@@ -69,7 +70,7 @@ def test_padding_takes_the_unmerged_path_and_changes_no_number(data):
     padded = scrub.Dataset(data.tokens, data.labels, target_pos=t, attention_mask=mask)
     ones = scrub.Dataset(data.tokens, data.labels, target_pos=t, attention_mask=torch.ones_like(data.tokens))
     plan = scrub.internal.make_plan(h, graph, plain, seed=3)
-    assert n_blocks(plan, padded) > n_blocks(plan, plain) == n_blocks(plan, ones)
+    assert n_blocks(plan, padded) > n_blocks(plan, plain) == n_blocks(plan, ones) == n_blocks(plan, padded, m)
     a_ = run_plan(m, plan, plain)
     assert torch.allclose(a_, run_plan(m, plan, padded), atol=1e-5)
     assert torch.allclose(a_, run_plan(m, plan, ones), atol=1e-5)
