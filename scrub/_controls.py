@@ -121,11 +121,13 @@ def random_hypothesis(
 
     Every node keeps its parents and children, ports, positions and subspace; each of its heads is
     replaced by a random head and each MLP by a random MLP (embeddings stay), chosen so that it
-    feeds every parent on the claimed ports and differs from its siblings' nodes. ``features`` is one
+    feeds every parent on the claimed ports and differs from the nodes of siblings claiming a common
+    port (two claims of one treeified path are an error). ``features`` is one
     of :data:`KINDS`. Raises :class:`HypothesisError` when no placement is found in ``tries`` draws.
     """
     if features not in KINDS:
         raise RunOptionsError(f"kinds: {features!r} is not a kind of random hypothesis; choose from {list(KINDS)}")
+    hypothesis.validate(graph)  # the hypothesis itself must fit the graph (a GraphError names the node)
     nodes = hypothesis.nodes()
     root = hypothesis.root
     parents: dict[int, list[Node]] = {id(n): [] for n in nodes}
@@ -146,13 +148,15 @@ def random_hypothesis(
     last: Exception | None = None
     for _ in range(tries):
         chosen: dict[int, tuple[str, ...]] = {id(root): root.model}
-        used_under: dict[int, set[str]] = {}
+        used_under: dict[int, list[tuple[tuple[str, ...] | None, set[str]]]] = {}
         ok = True
         for n in inner:
             ports = n.port
             need = _need(n, memo)
             picks: list[str] = []
-            taken = set().union(*(used_under.get(id(p), set()) for p in parents[id(n)]))
+            # a sibling's model node is taken where the two claim a common port (the same treeified path)
+            taken = {m for p in parents[id(n)] for sib_ports, used in used_under.get(id(p), [])
+                     if ports is None or sib_ports is None or set(ports) & set(sib_ports) for m in used}
             for kind in ("attn", "mlp"):
                 k = sum(1 for m in n.model if m not in INPUTS and _kind(graph, m) == kind)
                 if not k:
@@ -174,7 +178,7 @@ def random_hypothesis(
             model = tuple(m for m in n.model if m in INPUTS) + tuple(sorted(picks, key=graph.components.index))
             chosen[id(n)] = model
             for p in parents[id(n)]:
-                used_under.setdefault(id(p), set()).update(model)
+                used_under.setdefault(id(p), []).append((ports, set(model)))
         if not ok:
             continue
         new = _rebuild(hypothesis, chosen, feature_of, name)
@@ -263,13 +267,19 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def _cramers_v(a: np.ndarray, b: np.ndarray) -> float:
+    """Cramér's V with Bergsma's (2013) bias correction: sparse tables of many-valued features
+    (tokens, lengths) would otherwise look associated by chance alone."""
     table = pd.crosstab(a, b).to_numpy().astype(float)
-    if min(table.shape) < 2:
-        return 0.0
+    r, k = table.shape
     n = table.sum()
+    if min(r, k) < 2 or n < 2:
+        return 0.0
     expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / n
-    chi2 = float(((table - expected) ** 2 / expected).sum())
-    return math.sqrt(chi2 / (n * (min(table.shape) - 1)))
+    phi2 = float(((table - expected) ** 2 / expected).sum()) / n
+    phi2 = max(0.0, phi2 - (k - 1) * (r - 1) / (n - 1))
+    rc, kc = r - (r - 1) ** 2 / (n - 1), k - (k - 1) ** 2 / (n - 1)
+    den = min(rc - 1, kc - 1)
+    return math.sqrt(min(1.0, phi2 / den)) if den > 0 else 0.0
 
 
 def _separating(av: np.ndarray, bv: np.ndarray, a_name: str, b_name: str, max_cells: int = 3) -> tuple[int, str]:
@@ -586,7 +596,6 @@ def controls(
     opts = resolve_options(options, metric=metric, seed=seed, n_seeds=n_seeds, batch_size=batch_size,
                            progress=progress)
     graph = ModelGraph.from_model(model)
-    hypothesis.validate(graph)
     rng = np.random.default_rng([opts.seed, 0x5C0B])
     randoms: list[Hypothesis] = []
     kind_of: list[str] = []

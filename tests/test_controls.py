@@ -137,12 +137,13 @@ def test_identifiability_exact_figures():
     ac = _pair(table, "a", "c")
     assert ac.b_is_column and (ac.p_b_given_a, ac.p_a_given_b, ac.cramers_v) == (1.0, 1.0, 1.0)
     assert ac.flag == "indistinguishable" and ac.separating == 0 and "no example" in ac.advice
-    # a 2x2 table 3:1 / 1:3 over 8 examples: P(b | a) = (3/4)^2 + (1/4)^2 = 5/8, Cramér's V = 1/2
+    # a 2x2 table 3:1 / 1:3 over 8 examples: P(b | a) = (3/4)^2 + (1/4)^2 = 5/8; phi^2 = 1/4, and
+    # bias-corrected (Bergsma): (1/4 - 1/7) / (1 - 1/7) = 1/8, so V = sqrt(1/8)
     a = [0] * 4 + [1] * 4
     b = [0, 0, 0, 1, 1, 1, 1, 0]
     row = _pair(scrub.identifiability(_hyp("a", "b"), _toy(a, b)), "a", "b")
     assert row.p_b_given_a == pytest.approx(5 / 8) and row.p_b == pytest.approx(0.5)
-    assert row.cramers_v == pytest.approx(0.5) and row.flag == "correlated" and row.separating == 8
+    assert row.cramers_v == pytest.approx(np.sqrt(1 / 8)) and row.flag == "correlated" and row.separating == 8
 
 
 def test_identifiability_flags_the_paren_swap_and_decorrelated_data_clears_it():
@@ -150,7 +151,7 @@ def test_identifiability_flags_the_paren_swap_and_decorrelated_data_clears_it():
     table = scrub.identifiability(H.false_swapped(), make_data(500, seed=1234), columns=False)
     row = _pair(table, "horizon_test", "count_test")
     assert row.flag == "correlated"
-    assert row.cramers_v == pytest.approx(0.3108, abs=1e-3)
+    assert row.cramers_v == pytest.approx(0.3079, abs=1e-3)
     cond = row.p_b_given_a if row.a == "count_test" else row.p_a_given_b
     assert cond == pytest.approx(0.5753, abs=1e-3)  # P(agree on horizon | agree on count), base 0.530
     dec = scrub.identifiability(H.false_swapped(), make_decorrelated_data(500, seed=1234), columns=False)
@@ -224,3 +225,18 @@ def test_cli_controls(tmp_path):
     assert "<section id='controls'>" in (tmp_path / "c.html").read_text()
     bad = CliRunner().invoke(app, ["controls", "hypotheses:paren/claim_1", "--kind", "shuffled"])
     assert bad.exit_code == 2
+
+
+def test_siblings_may_share_model_nodes_on_different_ports():
+    """The refined induction hypothesis claims the same layer-0 heads into q, k and v: a placement exists."""
+    from hypotheses.induction.hypotheses import refined
+
+    graph = scrub.ModelGraph.build(2, 4, attn_only=True)
+    h = refined()
+    r = random_hypothesis(h, graph, np.random.default_rng(0), name="r", features="nodes")
+    r.validate(graph)
+    assert _shape(r, graph) == _shape(h, graph)
+    assert sorted(r.nodes()[1].model) == ["a1.0", "a1.1", "a1.2", "a1.3"]  # the only heads above layer 0
+    tiny = scrub.ModelGraph.build(1, 4, attn_only=True)  # the hypothesis does not fit this graph
+    with pytest.raises(scrub.HypothesisError, match="a1.0"):
+        random_hypothesis(h, tiny, np.random.default_rng(0), name="r", features="nodes")
