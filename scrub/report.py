@@ -240,8 +240,9 @@ def _controls_section(controls) -> str:
     rnd = controls.random
     lo, hi = controls.percentile_ci
     canc = controls.cancellation
+    swatches = dict(zip(rnd["kind"].unique(), _PALETTE, strict=False))  # the strip's dot colours
     kinds = "".join(
-        f"<tr><td>{_e(k)}</td><td class='num'>{len(g)}</td><td class='num'>{_pct(float(g['score'].median()))}</td>"
+        f"<tr><td>{_swatch(swatches.get(k))}{_e(k)}</td><td class='num'>{len(g)}</td><td class='num'>{_pct(float(g['score'].median()))}</td>"
         f"<td class='num'>{_pct(float(g['score'].max()))}</td></tr>"
         for k, g in rnd.groupby("kind", sort=False)
     )
