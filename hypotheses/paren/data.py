@@ -30,6 +30,9 @@ kind           share   what it is
 
 So about 51 % of the examples are balanced. Labels and every feature column are
 computed from the final string, never assumed from the kind.
+
+:func:`make_decorrelated_data` draws from the same mix but keeps a quarter of the examples in
+each cell of (count test, horizon test), so that the two tests are independent.
 """
 
 from __future__ import annotations
