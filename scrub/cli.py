@@ -6,6 +6,8 @@
   one of ``MODULE.CASES``; see :func:`scrub.suite.find_case`).
 - ``scrub suite PATH``: run every case of a suite, print a table, exit 1 when any case leaves its
   expected range, raises, or (with ``--compare``) moved more than its intervals allow.
+- ``scrub controls MODULE:NAME``: negative controls for one hypothesis (:func:`scrub.controls`):
+  its score among random hypotheses of the same shape, identifiability of its features, cancellation.
 """
 
 from __future__ import annotations
@@ -186,6 +188,63 @@ def run_suite_cmd(
         summary += f", {moved} moved"
     console.print(f"{len(outcome.cases)} case(s): {summary}")
     if not outcome.ok or moved:
+        raise typer.Exit(1)
+
+
+@app.command("controls")
+def controls_cmd(
+    target: str = typer.Argument(..., help="MODULE:NAME, as for scrub run, e.g. hypotheses:paren/false_swapped"),
+    n: int | None = _N,
+    seed: int | None = _SEED,
+    n_random: int = typer.Option(20, "--n-random", min=1, help="random hypotheses of the same shape to score"),
+    kinds: list[str] | None = typer.Option(
+        None, "--kind", help="kind of random hypothesis: nodes, permuted, random (repeatable; default permuted and random)"),
+    strict: bool = typer.Option(False, "--strict", help="exit 1 when any control raises a flag"),
+    html: Path | None = typer.Option(None, "--html", dir_okay=False, help="write an HTML report with the controls"),
+    json_path: Path | None = typer.Option(None, "--json", dir_okay=False,
+                                          help="write the scores, identifiability table and cancellation as JSON"),
+) -> None:
+    """Negative controls for one hypothesis: random hypotheses of its shape, identifiability, cancellation.
+
+    Example: scrub controls hypotheses:paren/false_swapped --n 300 --n-random 20
+    """
+    import dataclasses
+    import json
+
+    from scrub._controls import KINDS, controls
+    from scrub.suite import SuiteError, find_case
+
+    _quiet()
+    console, err = _consoles()
+    try:
+        case = find_case(target)
+    except SuiteError as exc:
+        _usage(str(exc), "TARGET")
+    bad = [k for k in kinds or [] if k not in KINDS]
+    if bad:
+        _usage(f"{bad[0]!r} is not a kind of random hypothesis; choose from {', '.join(KINDS)}", "--kind")
+    _check_paths(json_path, None, html, None)
+    with _progress(err) as bar:
+        bar.add_task(f"controls for {case.name}", total=None)
+        model, data = case.load(n=n)
+        c = controls(model, case.hypothesis(), data, n_random=n_random, kinds=kinds or ("permuted", "random"),
+                     options=case.options(seed=seed), baseline=None if case.baseline is None else case.baseline())
+    console.print(f"{case.name}  [dim](N={len(data)})[/]")
+    console.print(c.summary(), markup=False, highlight=False)
+    if json_path is not None:
+        doc = {"case": case.name, "result": c.result.to_dict(), "percentile": c.percentile,
+               "percentile_ci": list(c.percentile_ci), "p_value": c.p_value,
+               "random": json.loads(c.random.to_json(orient="records") or "[]"),
+               "identifiability": json.loads(c.identifiability.to_json(orient="records") or "[]"),
+               "cancellation": dataclasses.asdict(c.cancellation), "flags": c.flags}
+        Path(json_path).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        console.print(f"wrote {json_path}")
+    if html is not None:
+        from scrub.report import write_html
+
+        write_html(html, c.result, title=case.name, controls=c)
+        console.print(f"wrote {html}")
+    if strict and c.flags:
         raise typer.Exit(1)
 
 

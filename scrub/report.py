@@ -55,7 +55,9 @@ def node_colours(hypothesis) -> dict[str, str]:
     return out
 
 
-def render_html(result, *, breakdown: pd.DataFrame | None = None, title: str | None = None) -> str:
+def render_html(
+    result, *, breakdown: pd.DataFrame | None = None, title: str | None = None, controls=None
+) -> str:
     """The report for ``result`` (a :class:`scrub.Result`) as one self-contained HTML string.
 
     Args:
@@ -65,6 +67,9 @@ def render_html(result, *, breakdown: pd.DataFrame | None = None, title: str | N
             ``alone_lo``, ``alone_hi``, ``without``, ``without_lo``, ``without_hi``, ``lost``;
             other columns are shown as they are).
         title: the page title (default: ``"scrub report: <hypothesis name>"``).
+        controls: optional :class:`scrub.Controls` (from :func:`scrub.controls`): adds a section with
+            the score among random hypotheses of the same shape, the flagged feature pairs and the
+            cancellation check.
     """
     title = title if title is not None else f"scrub report: {result.hypothesis}"
     spec, graph = result.spec, _model_graph(result)
@@ -77,6 +82,7 @@ def render_html(result, *, breakdown: pd.DataFrame | None = None, title: str | N
         _score_section(result),
         _drawings_section(spec, graph, colours),
         _breakdown_section(breakdown, colours),
+        _controls_section(controls),
         _histogram_section(table, result.metric),
         _summary_section(table),
         _record_section(result),
@@ -90,12 +96,13 @@ def render_html(result, *, breakdown: pd.DataFrame | None = None, title: str | N
 
 
 def write_html(
-    path: str | pathlib.Path, result, *, breakdown: pd.DataFrame | None = None, title: str | None = None
+    path: str | pathlib.Path, result, *, breakdown: pd.DataFrame | None = None, title: str | None = None,
+    controls=None,
 ) -> pathlib.Path:
     """Write :func:`render_html`'s page to ``path`` (UTF-8, parent folders created); return the path."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(result, breakdown=breakdown, title=title), encoding="utf-8")
+    path.write_text(render_html(result, breakdown=breakdown, title=title, controls=controls), encoding="utf-8")
     return path
 
 
@@ -239,6 +246,74 @@ def _breakdown_section(breakdown: pd.DataFrame | None, colours: dict[str, str]) 
         f"Fractions of loss recovered{_full_note(breakdown)}.</p>"
         f"<table class='grid'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
     )
+
+
+def _controls_section(controls) -> str:
+    if controls is None:
+        return ""
+    own = float(controls.result.loss_recovered)
+    rnd = controls.random
+    lo, hi = controls.percentile_ci
+    canc = controls.cancellation
+    swatches = dict(zip(rnd["kind"].unique(), _PALETTE, strict=False))  # the strip's dot colours
+    kinds = "".join(
+        f"<tr><td>{_swatch(swatches.get(k))}{_e(k)}</td><td class='num'>{len(g)}</td><td class='num'>{_pct(float(g['score'].median()))}</td>"
+        f"<td class='num'>{_pct(float(g['score'].max()))}</td></tr>"
+        for k, g in rnd.groupby("kind", sort=False)
+    )
+    ident = controls.identifiability
+    flagged = ident[ident["flag"] != ""]
+    pairs = "".join(
+        f"<tr><td>{_e(r['flag'])}</td><td>{_e(r['a'])}</td><td>{_e(r['b'])}{' (column)' if r['b_is_column'] else ''}</td>"
+        f"<td class='num'>{r['p_b_given_a']:.2f} <span class='note'>(base {r['p_b']:.2f})</span></td>"
+        f"<td class='num'>{r['p_a_given_b']:.2f} <span class='note'>(base {r['p_a']:.2f})</span></td>"
+        f"<td class='num'>{r['cramers_v']:.2f}</td><td class='note'>{_e(r['advice'])}</td></tr>"
+        for r in flagged.to_dict("records")
+    )
+    pair_table = (
+        "<table class='grid'><thead><tr><th>flag</th><th>A</th><th>B</th><th>P(agree B | agree A)</th>"
+        f"<th>P(agree A | agree B)</th><th>Cramér's V</th><th>what would separate them</th></tr></thead><tbody>{pairs}</tbody></table>"
+        if len(flagged) else "<p class='note'>No pair of features is flagged.</p>"
+    )
+    verdict = "flag" if lo < 0.5 else "ok"
+    return (
+        "<section id='controls'><h2>Negative controls</h2>"
+        f"<p>Among <b>{len(rnd)}</b> random hypotheses of the same shape (seed {controls.seed}) the score "
+        f"{_pct(own)} sits at percentile <b id='percentile' data-value='{controls.percentile!r}' data-verdict='{verdict}'>"
+        f"{_pct(controls.percentile)}</b> (95% CI {_pct(lo)} .. {_pct(hi)}; p = {controls.p_value:.3g}).</p>"
+        f"{_strip_svg(rnd, own)}"
+        "<table class='grid'><thead><tr><th>random kind</th><th>n</th><th>median score</th><th>max score</th></tr></thead>"
+        f"<tbody>{kinds}</tbody></table>"
+        f"<h2>Identifiability</h2><p class='note'>{len(ident)} feature pairs compared; a pair is "
+        f"<i>indistinguishable</i> when a resample agreeing on one agrees on the other at least "
+        f"{ident.attrs.get('threshold', 0.9):g} of the time both ways, <i>correlated</i> when Cramér's V is at least "
+        f"{ident.attrs.get('association', 0.3):g}.</p>{pair_table}"
+        f"<h2>Cancellation</h2><p id='cancellation' data-flag='{str(canc.flag).lower()}'>{_e(canc.describe())}</p>"
+        "</section>"
+    )
+
+
+def _strip_svg(rnd: pd.DataFrame, own: float) -> str:
+    """A dot strip: each random hypothesis's score (by kind), the hypothesis's own score as a red bar."""
+    w, h, left, right = 760, 70, 40, 20
+    scores = [float(v) for v in rnd["score"] if math.isfinite(float(v))] + [own]
+    lo, hi = min(0.0, *scores), max(1.0, *scores)
+    colours = dict(zip(rnd["kind"].unique(), _PALETTE, strict=False))
+
+    def x(v: float) -> float:
+        return left + (v - lo) / (hi - lo) * (w - left - right)
+
+    parts = [f"<line x1='{left}' x2='{w - right}' y1='40' y2='40' stroke='#9aa3ad'/>"]
+    for t in _ticks(lo, hi, 8):
+        parts.append(f"<text x='{x(t):.1f}' y='62' class='tick' text-anchor='middle'>{t:.0%}</text>")
+    for row in rnd.to_dict("records"):
+        v = float(row["score"])
+        if math.isfinite(v):
+            parts.append(f"<circle cx='{x(v):.1f}' cy='40' r='4' fill='{colours.get(row['kind'], '#555')}' opacity='0.7'>"
+                         f"<title>{_e(row['hypothesis'])}: {v:.1%}</title></circle>")
+    parts.append(f"<line x1='{x(own):.1f}' x2='{x(own):.1f}' y1='22' y2='50' stroke='#d62728' stroke-width='3'/>")
+    parts.append(f"<text x='{x(own):.1f}' y='16' text-anchor='middle' fill='#d62728'>hypothesis {own:.1%}</text>")
+    return _svg(w, h, "".join(parts), "controls-strip", "the score among random hypotheses of the same shape")
 
 
 def _full_note(breakdown: pd.DataFrame) -> str:

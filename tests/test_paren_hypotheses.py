@@ -58,3 +58,9 @@ def test_locate_heads_agrees_with_heads(model):
     found = locate_heads(model, make_data(300, seed=11))
     for role, nodes in H.HEADS.items():
         assert found[role] == nodes, (role, found[role], found["attention"], found["scores"])
+
+
+def test_decorrelated_data_separates_the_swap(scores):
+    """With the count and horizon tests independent, the swap loses >= 15 points; claim 1 keeps >= 95%."""
+    assert scores["paren/decorrelated/false_swapped"] <= scores["paren/false_swapped"] - 0.15
+    assert scores["paren/decorrelated/claim_1"] >= 0.95

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import scrub
-from hypotheses.paren.data import CLOSE, END, MAX_LEN, N_CTX, OPEN, PAD, START, VOCAB, make_data
+from hypotheses.paren.data import CLOSE, END, MAX_LEN, N_CTX, OPEN, PAD, START, VOCAB, make_data, make_decorrelated_data
 
 __all__ = [
-    "CONFIG", "WEIGHTS", "load_model", "make_data",
+    "CONFIG", "WEIGHTS", "load_model", "make_data", "make_decorrelated_data",
     "PAD", "START", "END", "OPEN", "CLOSE", "VOCAB", "MAX_LEN", "N_CTX",
 ]
 

@@ -30,6 +30,9 @@ kind           share   what it is
 
 So about 51 % of the examples are balanced. Labels and every feature column are
 computed from the final string, never assumed from the kind.
+
+:func:`make_decorrelated_data` draws from the same mix but keeps a quarter of the examples in
+each cell of (count test, horizon test), so that the two tests are independent.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ import scrub
 __all__ = [
     "PAD", "START", "END", "OPEN", "CLOSE", "VOCAB", "MAX_LEN", "N_CTX", "KIND_SHARES",
     "random_balanced", "make_dip", "make_unequal", "random_string", "is_balanced",
-    "encode", "features", "generate_strings", "make_data",
+    "encode", "features", "generate_strings", "make_data", "make_decorrelated_data",
 ]
 
 PAD: int = 0
@@ -268,5 +271,43 @@ def make_data(n: int, seed: int | Sequence[int] = 0, max_len: int = MAX_LEN) -> 
     tokens, mask = encode(strings)
     columns = features(strings)
     columns["kind"] = kinds
+    labels = torch.tensor(columns["balanced"].to_numpy(), dtype=torch.long)
+    return scrub.Dataset(tokens, labels, columns=columns, target_pos=0, attention_mask=mask)
+
+
+def make_decorrelated_data(n: int, seed: int | Sequence[int] = 0, max_len: int = MAX_LEN) -> scrub.Dataset:
+    """Like :func:`make_data`, but the count and horizon tests are independent and balanced.
+
+    Strings are drawn from the usual mix (chunks of ``generate_strings(4 * n, [seed, chunk])``) and
+    kept until each of the four cells (``count_test``, ``horizon_test``) = (True, True), (True, False),
+    (False, True), (False, False) holds a quarter of ``n`` (the first cells get one more when 4 does
+    not divide ``n``), then shuffled. So a resample agreeing on one test agrees on the other no more
+    often than chance (Cramér's V 0), and a quarter of the examples are balanced. The columns are
+    those of :func:`make_data`; ``kind`` is the generator each string came from.
+    """
+    if n < 4:
+        raise ValueError(f"n must be >= 4 (one example per cell), got {n}")
+    if max_len > MAX_LEN:
+        raise ValueError(f"max_len {max_len} is more than the model reads ({MAX_LEN})")
+    base = [seed] if isinstance(seed, (int, np.integer)) else list(seed)
+    want = [n // 4 + (1 if i < n % 4 else 0) for i in range(4)]
+    cells: list[list[tuple[str, str]]] = [[] for _ in range(4)]
+    chunk = 0
+    while any(len(c) < w for c, w in zip(cells, want, strict=True)):
+        if chunk > 1000:
+            raise RuntimeError("make_decorrelated_data: the mix gives too few strings of some cell")
+        strings, kinds = generate_strings(4 * n, [*base, chunk], max_len)
+        f = features(strings)
+        cell = 2 * (~f["count_test"].to_numpy()).astype(int) + (~f["horizon_test"].to_numpy()).astype(int)
+        for s, k, c in zip(strings, kinds, cell, strict=True):
+            if len(cells[c]) < want[c]:
+                cells[c].append((s, k))
+        chunk += 1
+    rows = [r for c in cells for r in c]
+    order = np.random.default_rng([*base, 0xDEC]).permutation(len(rows))
+    strings = [rows[i][0] for i in order]
+    tokens, mask = encode(strings)
+    columns = features(strings)
+    columns["kind"] = [rows[i][1] for i in order]
     labels = torch.tensor(columns["balanced"].to_numpy(), dtype=torch.long)
     return scrub.Dataset(tokens, labels, columns=columns, target_pos=0, attention_mask=mask)
