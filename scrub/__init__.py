@@ -15,6 +15,7 @@ from scrub._alignment import AlignmentWarning, at_target
 from scrub._architecture import Architecture, from_hf, supported_architectures
 from scrub._breakdown import breakdown
 from scrub._checkpoint import build_model, load_model, save_model
+from scrub._das import DASResult, das, interchange_accuracy, principal_cosines
 from scrub._dataset import Dataset
 from scrub._executor import ExecutionError
 from scrub._experiment import ReproductionError, fully_scrubbed, reproduce, run, run_many
@@ -39,7 +40,7 @@ from scrub.suite import Case, run_suite
 from scrub.testing import assert_faithful
 
 __all__ = [
-    "Dataset", "ModelGraph", "Hypothesis", "Node", "Exact", "Random", "Subspace", "at_target", "AlignmentWarning", "run", "run_many", "RunOptions", "breakdown", "Case", "run_suite", "assert_faithful", "write_html", "reproduce", "Result", "Plan", "make_plan",
+    "Dataset", "ModelGraph", "Hypothesis", "Node", "Exact", "Random", "Subspace", "das", "DASResult", "interchange_accuracy", "principal_cosines", "at_target", "AlignmentWarning", "run", "run_many", "RunOptions", "breakdown", "Case", "run_suite", "assert_faithful", "write_html", "reproduce", "Result", "Plan", "make_plan",
     "fully_scrubbed", "build_model", "load_model", "save_model", "from_hf", "Architecture", "supported_architectures",
     "HypothesisError", "GraphError", "FeatureError", "MetricError", "ExecutionError", "ReproductionError",
     "ScrubError", "DatasetError", "RunOptionsError", "BaselineError", "UnsupportedModelError", "CheckpointError",
