@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -118,8 +118,8 @@ class DASResult:
         ]
         if len(self.controls):
             lines.append("  controls (should sit near their chance level, far below the fit):")
-            lines += [f"    {row.control:<18} {row.accuracy:.3f}   (chance {row.chance:.3f})"
-                      for row in self.controls.itertuples()]
+            lines += [f"    {row['control']:<18} {row['accuracy']:.3f}   (chance {row['chance']:.3f})"
+                      for row in self.controls.to_dict("records")]
         else:
             lines.append("  controls: not run (controls=False)")
         return "\n".join(lines)
@@ -390,8 +390,12 @@ class _Fit:
             rot.weight.copy_(init.to(rot.weight.dtype))
         rot = torch.nn.utils.parametrizations.orthogonal(rot)
         rot.to(self.device)
+
+        def weight() -> torch.Tensor:  # [d, k], orthonormal columns (recomputed from the parametrisation)
+            return cast(torch.Tensor, rot.weight)
+
         opt = torch.optim.Adam(rot.parameters(), lr=lr)
-        best, best_acc, best_loss, since, records = rot.weight.detach().clone(), -1.0, math.inf, 0, []
+        best, best_acc, best_loss, since, records = weight().detach().clone(), -1.0, math.inf, 0, []
         tol = 1e-3
         tr_acc = float("nan")
         step = 0
@@ -401,7 +405,7 @@ class _Fit:
                 pick = torch.randint(len(self.train_idx), (2, batch_size), generator=self.gen)
                 base, source = (torch.from_numpy(self.train_idx)[p] for p in pick)
                 cf, _ = self.labels(base.numpy(), source.numpy())
-                logits = self.logits(rot.weight.to(self.dtype), base, source)
+                logits = self.logits(weight().to(self.dtype), base, source)
                 loss = F.cross_entropy(logits.float(), cf.to(self.device))
                 opt.zero_grad()
                 loss.backward()
@@ -411,12 +415,12 @@ class _Fit:
                        "held_out_accuracy": math.nan, "held_out_loss": math.nan}
                 if step % eval_every == 0 or step == steps:
                     with torch.no_grad():
-                        acc, held_loss = self.score(rot.weight)
+                        acc, held_loss = self.score(weight())
                     row["held_out_accuracy"], row["held_out_loss"] = acc, held_loss
                     bar.set_postfix(loss=f"{held_loss:.3f}", held_out=f"{acc:.3f}")
                     # better: a higher held-out IIA, or the same IIA at a clearly lower held-out loss
                     if acc > best_acc or (acc == best_acc and held_loss < best_loss - tol * abs(best_loss)):
-                        best, best_acc, best_loss, since = rot.weight.detach().clone(), acc, held_loss, 0
+                        best, best_acc, best_loss, since = weight().detach().clone(), acc, held_loss, 0
                     else:
                         since += 1
                     records.append(row)
@@ -553,7 +557,7 @@ def _site_mask(positions: Any, data: Dataset) -> torch.Tensor:
 
 
 def _split(n: int, held_out: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    n_test = int(round(n * held_out))
+    n_test = round(n * held_out)
     if n_test < 2 or n - n_test < 2:
         raise DatasetError(f"das: {n} examples are too few to hold out {held_out:.0%} (need >= 2 on each side)")
     order = np.random.default_rng(seed).permutation(n)
@@ -580,5 +584,5 @@ def _frozen(model: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        for p, b in zip(params, before):
+        for p, b in zip(params, before, strict=True):
             p.requires_grad_(b)

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 import scrub
-from hypotheses.induction.train import one_thread_deterministic
 from hypotheses.iit_carry import CONFIG, LAYER, POSITION, WEIGHTS, carry_subspace, counterfactual, make_data
+from hypotheses.induction.train import one_thread_deterministic
 from scrub._architecture import hook_resid_pre
 from scrub._checkpoint import weights_hash
 
