@@ -52,7 +52,7 @@ def counterfactual(data: scrub.Dataset, base: np.ndarray, values: np.ndarray) ->
     index = {v: i for i, v in enumerate(spec["output_values"])}
     tp = data.target_pos.numpy()[base] - 1
     tokens = data.columns["tokens"].to_numpy()[base]
-    return torch.tensor([index[t[list(v).index(p)]] for t, v, p in zip(tokens, values, tp)])
+    return torch.tensor([index[t[list(v).index(p)]] for t, v, p in zip(tokens, values, tp, strict=True)])
 
 
 def sop_subspace(label: str) -> scrub.Subspace:
