@@ -181,7 +181,8 @@ def das(
         steps, lr, batch_size: the optimisation (Adam).
         eval_every, patience: early stopping on held-out IIA.
         n_pairs: held-out pairs drawn; only the informative ones are scored.
-        controls: also run the three illusion controls (about 3x the time); see :class:`DASResult`.
+        controls: also run the three illusion controls (two are fits of their own: about 3x the
+            time); see :class:`DASResult`.
         progress: show a tqdm progress bar.
 
     Returns:

@@ -212,3 +212,10 @@ def test_a_fixed_subspace_interchange_matches_pyvene():
                                            counterfactual=cf, n_pairs=400)
     assert acc_scrub == pytest.approx(acc_pyvene, abs=1e-6)
     assert 0.05 < acc_scrub < 0.95, acc_scrub  # the subspace does something, not everything
+
+
+def test_the_iit_carry_suite_passes():
+    from hypotheses.iit_carry.suite import CASES
+
+    result = scrub.run_suite(CASES)
+    assert [c.status for c in result.cases] == ["pass"] * len(CASES), [(c.case.name, c.message) for c in result.cases]
