@@ -9,7 +9,8 @@ Cases:
 - ``iit_carry``: the interchange-intervention-trained addition model; the site is the residual
   entering layer 1 at ``=``, the variable the carry, ``k = 1`` (``hypotheses.iit_carry``).
 
-Per case: :func:`scrub.das` (one thread, seed 0, controls on) on a training set; the cosines of
+Per case: :func:`scrub.das` (one thread, seed 0, controls on) on a training set (``fit_seconds``:
+wall time of the fit alone; ``cpu_seconds_with_controls``: process CPU time of the call); the cosines of
 the principal angles between the learned and the known subspace; and :func:`scrub.run` on fresh
 data (another data seed) of the subspace hypothesis with the learned, the known, a wrong (another
 variable's dimensions) and a random subspace; for ``iit_carry`` also against the baseline that
@@ -35,6 +36,18 @@ def _random_subspace(d: int, k: int, seed: int) -> scrub.Subspace:
     return scrub.Subspace.span(torch.randn(d, k, generator=g, dtype=torch.float64), name=f"random k={k}")
 
 
+def _known_loss(model, data, fit, known, variable, counterfactual, positions) -> float:
+    """The DAS objective of the known subspace on the fit's own held-out pairs (same split and seed)."""
+    from scrub._architecture import Architecture
+    from scrub._das import _Fit, _site_mask, _split, _variable_values
+
+    train_idx, test_idx = _split(len(data), 0.25, fit.seed)
+    f = _Fit(model, Architecture.of(model), data, fit.layer, _site_mask(positions, data),
+             _variable_values(variable, data), counterfactual, train_idx, test_idx, fit.seed, n_pairs=512)
+    with torch.no_grad():
+        return f.score(known.basis.float())[1]
+
+
 def tracr_sort(n: int = 600, steps: int = 1500) -> dict:
     from hypotheses import tracr as zoo
     from hypotheses.tracr import das as sd
@@ -42,14 +55,18 @@ def tracr_sort(n: int = 600, steps: int = 1500) -> dict:
 
     model = zoo.load_model(sd.PROGRAM)
     data = zoo.make_data(sd.PROGRAM, n, seed=0, target_pos="random")
+    cpu = time.process_time()
     fit = scrub.das(model, data, layer=sd.LAYER, k=sd.K, positions=sd.POSITIONS, variable=sd.variable,
                     counterfactual=sd.counterfactual, seed=0, steps=steps, lr=0.02)
+    cpu = time.process_time() - cpu
     held = zoo.make_data(sd.PROGRAM, 400, seed=7, target_pos="random")
     subspaces = {"learned": fit.subspace, "known": sd.true_subspace(), "wrong (tokens dims)": sd.sop_subspace("tokens"),
                  "random": _random_subspace(27, sd.K, 1)}
     scores = {k: scrub.run(model, sd.hypothesis(s), held, metric=metric(sd.PROGRAM), seed=0).loss_recovered
               for k, s in subspaces.items()}
-    return {"fit": fit, "cos": scrub.principal_cosines(fit.subspace, sd.true_subspace()), "scores": scores}
+    known = _known_loss(model, data, fit, sd.true_subspace(), sd.variable, sd.counterfactual, sd.POSITIONS)
+    return {"fit": fit, "cos": scrub.principal_cosines(fit.subspace, sd.true_subspace()), "scores": scores,
+            "known_loss": known, "cpu": cpu}
 
 
 def iit_carry(n: int = 2000, steps: int = 1500) -> dict:
@@ -58,8 +75,10 @@ def iit_carry(n: int = 2000, steps: int = 1500) -> dict:
 
     model = zoo.load_model()
     data = zoo.make_data(n, seed=0)
+    cpu = time.process_time()
     fit = scrub.das(model, data, layer=zoo.LAYER, k=1, positions=[zoo.POSITION], variable=zoo.carry,
                     counterfactual=zoo.counterfactual, seed=0, steps=steps, lr=0.02)
+    cpu = time.process_time() - cpu
     held = zoo.make_data(1000, seed=7)
     d = zoo.CONFIG["d_model"]
     subspaces = {"learned": fit.subspace, "known": zoo.carry_subspace(),
@@ -69,7 +88,9 @@ def iit_carry(n: int = 2000, steps: int = 1500) -> dict:
     scores.update({f"{k} vs digits-only": scrub.run(model, carry_hypothesis(s), held, seed=0,
                                                      baseline=digits_only()).loss_recovered
                    for k, s in subspaces.items()})
-    return {"fit": fit, "cos": scrub.principal_cosines(fit.subspace, zoo.carry_subspace()), "scores": scores}
+    known = _known_loss(model, data, fit, zoo.carry_subspace(), zoo.carry, zoo.counterfactual, [zoo.POSITION])
+    return {"fit": fit, "cos": scrub.principal_cosines(fit.subspace, zoo.carry_subspace()), "scores": scores,
+            "known_loss": known, "cpu": cpu}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,11 +105,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {case} ({time.perf_counter() - t0:.1f} s)\n{fit}")
         cos = out["cos"]
         print(f"  principal cosines with the known subspace: {[round(float(c), 4) for c in cos]}")
+        print(f"  held-out DAS loss: learned {fit.held_out_loss:.4f}, known {out['known_loss']:.4f}")
         print(f"  scrub.run loss recovered (held-out data): {({k: round(v, 4) for k, v in out['scores'].items()})}")
         row = {"case": case, "k": fit.k, "steps": fit.steps, "fit_seconds": round(fit.fit_seconds, 2),
+               "cpu_seconds_with_controls": round(out["cpu"], 2),
                "held_out_iia": round(fit.accuracy, 4), "min_cosine": round(float(cos.min()), 4),
                "mean_cosine": round(float(cos.mean()), 4)}
-        row.update({f"control {c.control}": round(c.accuracy, 4) for c in fit.controls.itertuples()})
+        row["held_out_das_loss"] = round(fit.held_out_loss, 4)
+        row["known_das_loss"] = round(out["known_loss"], 4)
+        row.update({f"control {c['control']}": round(c["accuracy"], 4) for c in fit.controls.to_dict("records")})
+        row.update({f"chance {c['control']}": round(c["chance"], 4) for c in fit.controls.to_dict("records")})
         row.update({f"scrub {k}": round(v, 4) for k, v in out["scores"].items()})
         rows.append(row)
     frame = pd.DataFrame(rows)

@@ -56,7 +56,9 @@ class DASResult:
             of held-out *informative* pairs (where the variable's swap changes the high-level
             output) on which the intervened model's argmax is the counterfactual label. Leaving
             the model alone scores 0 on these pairs by construction.
-        train_accuracy: the same on the last training batch.
+        held_out_loss: the DAS objective (mean cross-entropy against the counterfactual labels) of
+            ``subspace`` on the held-out informative pairs.
+        train_accuracy: the same as ``accuracy`` on the last training batch.
         curve: one row per step (``step``, ``loss``, ``train_accuracy``), with ``held_out_accuracy``
             at the evaluation steps (NaN elsewhere).
         fit_seconds: wall time of the fit (controls excluded).
@@ -87,6 +89,7 @@ class DASResult:
     subspace: Subspace
     accuracy: float
     train_accuracy: float
+    held_out_loss: float
     curve: pd.DataFrame
     fit_seconds: float
     steps: int
@@ -203,7 +206,7 @@ def das(
         train_idx, test_idx = _split(len(data), held_out, seed)
         fit = _Fit(model, arch, data, layer, mask, values, counterfactual, train_idx, test_idx, seed,
                    n_pairs=n_pairs)
-        basis, acc, tr_acc, curve, secs, steps_run = fit.train(
+        basis, acc, held_loss, tr_acc, curve, secs, steps_run = fit.train(
             k, steps=steps, lr=lr, batch_size=batch_size, eval_every=eval_every, patience=patience,
             progress=progress, desc="DAS",
         )
@@ -215,6 +218,7 @@ def das(
     return DASResult(
         subspace=Subspace.span(basis.double(), name=f"DAS k={k} @ resid_pre {layer}"),
         accuracy=acc,
+        held_out_loss=held_loss,
         train_accuracy=tr_acc,
         curve=curve,
         fit_seconds=secs,
@@ -303,6 +307,14 @@ class _Fit:
         base, source = (torch.from_numpy(test_idx)[torch.randint(len(test_idx), (n_pairs,), generator=self.gen)]
                         for _ in range(2))
         cf, informative = self.labels(base.numpy(), source.numpy())
+        cfg = getattr(model, "cfg", None)
+        vocab = int(getattr(cfg, "d_vocab_out", 0) or 0) if cfg is not None else 0
+        vocab = vocab if vocab > 0 else int(getattr(cfg, "d_vocab", 0) or 0)
+        if vocab and (int(cf.min()) < 0 or int(cf.max()) >= vocab):
+            raise FeatureError(
+                f"das: the counterfactual function gave label {int(cf.min()) if int(cf.min()) < 0 else int(cf.max())}, "
+                f"outside the model's {vocab} output logits; it must return logit indices"
+            )
         if not informative.any():
             raise DatasetError(
                 "das: on none of the held-out pairs does the variable's value change the counterfactual output; "
@@ -382,7 +394,7 @@ class _Fit:
         return hits / self.n_informative, loss / self.n_informative
 
     def train(self, k: int, *, steps: int, lr: float, batch_size: int, eval_every: int, patience: int,
-              progress: bool, desc: str) -> tuple[torch.Tensor, float, float, pd.DataFrame, float, int]:
+              progress: bool, desc: str) -> tuple[torch.Tensor, float, float, float, pd.DataFrame, float, int]:
         t0 = time.perf_counter()
         d = self.arch.d_model
         init, _ = torch.linalg.qr(torch.randn(d, k, generator=self.gen, dtype=torch.float64))
@@ -430,7 +442,7 @@ class _Fit:
                 else:
                     records.append(row)
             bar.close()
-        return (best.cpu(), best_acc, tr_acc, pd.DataFrame(records), time.perf_counter() - t0, step)
+        return (best.cpu(), best_acc, best_loss, tr_acc, pd.DataFrame(records), time.perf_counter() - t0, step)
 
 
 def _controls(model, arch, data, layer, mask, values, counterfactual, train_idx, test_idx, seed, fit: _Fit, *,

@@ -159,6 +159,8 @@ def test_bad_arguments_are_refused(carry):
         scrub.das(model, data, **{**kw, "variable": lambda d: np.zeros((len(d), 2))})
     with pytest.raises(FeatureError, match="integer labels"):
         scrub.das(model, data, **{**kw, "counterfactual": lambda d, b, v: np.zeros(len(b) + 1, dtype=int)})
+    with pytest.raises(FeatureError, match="outside the model's 20 output logits"):
+        scrub.das(model, data, **{**kw, "counterfactual": lambda d, b, v: iit_carry.counterfactual(d, b, v) + 10})
     with pytest.raises(scrub.DatasetError, match="none of the held-out pairs"):
         scrub.das(model, data, **{**kw, "counterfactual": lambda d, b, v: np.zeros(len(b), dtype=int)})
 
