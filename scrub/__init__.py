@@ -17,6 +17,7 @@ from scrub._architecture import Architecture, from_hf, supported_architectures
 from scrub._breakdown import breakdown
 from scrub._checkpoint import build_model, load_model, save_model
 from scrub._controls import Cancellation, Controls, cancellation, controls, identifiability
+from scrub._das import DASResult, das, interchange_accuracy, principal_cosines
 from scrub._dataset import Dataset
 from scrub._executor import ExecutionError
 from scrub._experiment import ReproductionError, fully_scrubbed, reproduce, run, run_many
@@ -42,6 +43,7 @@ from scrub.testing import assert_faithful
 
 __all__ = [
     "Dataset", "ModelGraph", "Hypothesis", "Node", "Exact", "Random", "Subspace", "Mean", "Zero", "at_target", "AlignmentWarning", "run", "run_many", "RunOptions", "breakdown", "Case", "run_suite", "assert_faithful", "write_html", "reproduce", "Result", "Plan", "make_plan",
+    "das", "DASResult", "interchange_accuracy", "principal_cosines",
     "controls", "Controls", "identifiability", "cancellation", "Cancellation",
     "fully_scrubbed", "build_model", "load_model", "save_model", "from_hf", "Architecture", "supported_architectures",
     "HypothesisError", "GraphError", "FeatureError", "MetricError", "ExecutionError", "ReproductionError",

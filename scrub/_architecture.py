@@ -232,6 +232,12 @@ class Architecture:
     def uses_hook_mlp_in(self) -> bool:
         return not self.attn_only and not self.mlp_in_normalized
 
+    def hook_resid(self, layer: int) -> str:
+        """The residual stream entering layer ``layer`` (``layer == n_layers``: the final residual)."""
+        if not 0 <= layer <= self.n_layers:
+            raise ValueError(f"layer must be in 0..{self.n_layers}, got {layer}")
+        return hook_resid_pre(layer) if layer < self.n_layers else HOOK_FINAL
+
     def hook_mlp_in(self, layer: int) -> str:
         """Where the MLP's input is overwritten: the residual it reads, or (GPT-J, Phi) its normalised form."""
         return f"blocks.{layer}.mlp.hook_in" if self.mlp_in_normalized else f"blocks.{layer}.hook_mlp_in"
