@@ -233,7 +233,8 @@ class Architecture:
         return not self.attn_only and not self.mlp_in_normalized
 
     def hook_resid(self, layer: int) -> str:
-        """The residual stream entering layer ``layer`` (``layer == n_layers``: the final residual)."""
+        """The residual stream entering layer ``layer`` (``layer == n_layers``: the final residual, before
+        ``ln_final``): where residual site ``r{layer}`` is read and where DAS intervenes."""
         if not 0 <= layer <= self.n_layers:
             raise ValueError(f"layer must be in 0..{self.n_layers}, got {layer}")
         return hook_resid_pre(layer) if layer < self.n_layers else HOOK_FINAL
@@ -253,10 +254,6 @@ class Architecture:
     def hook_mlp_post(self, layer: int) -> str:
         """Where an MLP's neuron activations are read (see :meth:`W_out`)."""
         return hook_mlp_post(layer)
-
-    def hook_resid(self, layer: int) -> str:
-        """Where residual site ``r{layer}`` is read: the residual before layer ``layer`` (or before ``ln_final``)."""
-        return HOOK_FINAL if layer == self.n_layers else hook_resid_pre(layer)
 
     # -- neurons -------------------------------------------------------------------------
     def d_mlp(self, model: Any) -> int | None:
