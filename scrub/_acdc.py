@@ -90,11 +90,14 @@ def acdc(model, data: Dataset, *, metric: Metric = "loss", tau: float = 0.01, co
         passes += 2
         removed: dict[tuple[str, str], list[str]] = {}
 
-        def delta(node, port, outs):
+        def delta(node: str, port: str, outs: dict[str, torch.Tensor]) -> torch.Tensor | None:
             ups = removed.get((node, port))
             if not ups:
                 return None
-            return sum(corr[u] - outs[u] for u in ups)
+            total = corr[ups[0]] - outs[ups[0]]
+            for u in ups[1:]:
+                total = total + (corr[u] - outs[u])
+            return total
 
         def loss() -> float:
             nonlocal passes

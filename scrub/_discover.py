@@ -223,10 +223,11 @@ class Discovery:
         lines.append(f"cost: {self.n_hypotheses} hypotheses scored, {self.forward_equivalents:.0f} forward-pass "
                      f"equivalents, {self.seconds:.1f} s")
         if self.controls is not None:
-            for _, r in self.controls.iterrows():
+            for r in self.controls.to_dict("records"):
+                close = " (CLOSE)" if bool(r["close"]) else ""
+                note = f"; {r['note']}" if str(r["note"]) else ""
                 lines.append(f"control {r['control']}: held-out {r['held_out']:.3f} with {r['n_edges']} edges, "
-                             f"effect {r['effect']:.2f} of the real one's"
-                             f"{' (CLOSE)' if r['close'] else ''}{'; ' + r['note'] if r['note'] else ''}")
+                             f"effect {r['effect']:.2f} of the real one's{close}{note}")
             if self.flagged:
                 lines.append("FLAGGED: a control comes close to this score; the circuit may not be specific to the task")
         return "\n".join(lines)
