@@ -40,7 +40,7 @@ def _eap(model, data, metric, k: int) -> PeerResult:
     edges = set(_reachable(graph, frozenset(ranked[:k])))
     table = pd.DataFrame([{"up": e[0], "node": e[1], "port": e[2], "score": abs(scores[e]), "kept": e in edges}
                           for e in edges_of(graph)])
-    return PeerResult("EAP", edges, table, 4, seconds, seconds / max(one, 1e-9))
+    return PeerResult("EAP", edges, table, 5, seconds, seconds / max(one, 1e-9))
 
 
 def _needed(model, data, metric, graph, truth: set) -> set:
@@ -164,33 +164,44 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> None:
-    from hypotheses import tracr as zoo
-
-    progs = [a for a in argv if a in zoo.PROGRAMS] or [p for p in zoo.PROGRAMS if p != "shuffle_dyck2"]
-    rows, curves = tracr(progs)
-    if not argv or "induction" in argv:
-        r, c = induction()
-        rows, curves = rows + r, curves + c
-    if not argv or "paren" in argv:
-        r, c = paren()
-        rows, curves = rows + r, curves + c
+def write(rows: list[dict], curves: list[pd.DataFrame]) -> None:
+    """Write the table, its markdown and the curves (after every model, so a partial run leaves results)."""
     table = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
-    table.to_csv(RESULTS / "discovery.csv", index=False, float_format="%.4g")
-    pd.concat(curves).to_csv(RESULTS / "discovery_curves.csv", index=False, float_format="%.4g")
     cols = ["model", "method", "n_edges", "n_true", "precision", "recall", "recall_needed", "roc_auc",
             "forward_equivalents", "seconds"]
     for c in cols:
         if c not in table:
             table[c] = np.nan
+    table = table[cols + [c for c in table.columns if c not in cols]]
+    table.to_csv(RESULTS / "discovery.csv", index=False, float_format="%.4g")
+    pd.concat(curves).to_csv(RESULTS / "discovery_curves.csv", index=False, float_format="%.4g")
     md = ["# Circuit discovery: scrub.discover vs ACDC vs EAP", "",
           f"N = {N} examples (search on half, held-out score on the other half), threshold {THRESHOLD}, seed 0.",
           "Written by `python -m benchmarks.discovery`.", "", _markdown(table[cols]), ""]
     extra = [c for c in table.columns if c not in cols]
     md += ["## Details", "", _markdown(table[["model", "method", *extra]]), ""]
     (RESULTS / "discovery.md").write_text("\n".join(md))
-    print(table[cols].to_string())
+
+
+def main(argv: list[str]) -> None:
+    from hypotheses import tracr as zoo
+
+    names = argv or [*[p for p in zoo.PROGRAMS if p != "shuffle_dyck2"], "induction", "paren"]
+    rows: list[dict] = []
+    curves: list[pd.DataFrame] = []
+    for name in names:
+        if name in zoo.PROGRAMS:
+            r, c = tracr([name])
+        elif name == "induction":
+            r, c = induction()
+        elif name == "paren":
+            r, c = paren()
+        else:
+            raise SystemExit(f"unknown model {name!r}: a tracr program, induction or paren")
+        rows, curves = rows + r, curves + c
+        write(rows, curves)
+    print(pd.DataFrame(rows).iloc[:, :10].to_string())
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ class EdgePatcher:
             raise UnsupportedModelError(
                 f"architecture {self.arch.name}: edge patching (ACDC, EAP) supports models with one key/value "
                 "per head, per-head outputs and an MLP reading the raw residual; use scrub.discover's "
-                "pre_rank='breakdown' for this model"
+                "pre_rank='order' for this model"
             )
 
     def forward(
