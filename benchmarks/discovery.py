@@ -74,7 +74,8 @@ def _compare(model_name: str, model, data, metric, truth_edges: set, extra_truth
     search, _ = _split(data, 0.5, 0)
     for label, pre in (("scrub (attribution pre-rank)", d), ):
         rows.append(_row(model_name, label, truth_edges, pre.edges, pre.ranking, "importance",
-                         forward_equivalents=pre.forward_equivalents, seconds=pre.seconds,
+                         forward_passes=pre.forward_passes, forward_equivalents=pre.forward_equivalents,
+                         seconds=pre.seconds,
                          hypotheses_scored=pre.n_hypotheses, score=pre.score, held_out=pre.held_out,
                          flagged=pre.flagged, controls="; ".join(
                              f"{r.control}: {r.held_out:.3f} ({r.n_edges} edges, effect {r.effect:.2f}){' CLOSE' if r.close else ''}"
@@ -86,6 +87,8 @@ def _compare(model_name: str, model, data, metric, truth_edges: set, extra_truth
     e = _eap(model, search, metric, max(1, len(d.edges)))
     rows.append(_row(model_name, "EAP (top-k, k = scrub's size)", truth_edges, e.edges, e.ranking, "score",
                      forward_equivalents=e.forward_equivalents, seconds=e.seconds, forward_passes=e.forward_passes))
+    for r in rows:
+        r["passes_vs_acdc"] = r["forward_passes"] / a.forward_passes
     for k, v in (extra_truth or {}).items():
         for r in rows:
             r[k] = v(r)
@@ -169,7 +172,7 @@ def write(rows: list[dict], curves: list[pd.DataFrame]) -> None:
     table = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
     cols = ["model", "method", "n_edges", "n_true", "precision", "recall", "recall_needed", "roc_auc",
-            "forward_equivalents", "seconds"]
+            "forward_passes", "passes_vs_acdc", "forward_equivalents", "seconds"]
     for c in cols:
         if c not in table:
             table[c] = np.nan

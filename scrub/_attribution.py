@@ -27,7 +27,7 @@ from scrub._graph import ModelGraph
 from scrub._metrics import METRICS, Metric, check_metric
 from scrub.errors import UnsupportedModelError
 
-__all__ = ["Edge", "edges_of", "EdgePatcher", "edge_attribution", "corrupt", "one_pass_seconds"]
+__all__ = ["Edge", "edges_of", "EdgePatcher", "edge_attribution", "corrupt", "one_pass_seconds", "PassCounter"]
 
 Edge = tuple[str, str, str]  # (up, node, port)
 
@@ -59,6 +59,35 @@ def one_pass_seconds(model, data: Dataset, repeats: int = 5) -> float:
         run_clean(model, data)
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+class PassCounter:
+    """Counts the rows ``model`` runs forward while active: ``passes(n)`` is that over ``n`` examples.
+
+    A deterministic cost measure (unlike wall time on a shared machine): a forward pass stopped
+    early counts whole, a backward pass is not seen (add it yourself).
+    """
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.rows = 0
+        self._handle = None
+
+    def __enter__(self) -> PassCounter:
+        def pre(_module, args, kwargs):
+            x = args[0] if args else next(iter(kwargs.values()), None)
+            if isinstance(x, torch.Tensor) and x.ndim >= 1:
+                self.rows += int(x.shape[0])
+
+        self._handle = self.model.register_forward_pre_hook(pre, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+
+    def passes(self, n: int) -> float:
+        return self.rows / n
 
 
 def losses(metric: Metric, logits: torch.Tensor, data: Dataset, clean_logits: torch.Tensor) -> torch.Tensor:

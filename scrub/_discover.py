@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scrub._attribution import Edge, edge_attribution, edges_of, one_pass_seconds
+from scrub._attribution import Edge, PassCounter, edge_attribution, edges_of, one_pass_seconds
 from scrub._dataset import Dataset
 from scrub._graph import ModelGraph
 from scrub._hypothesis import Hypothesis, Node
@@ -185,9 +185,11 @@ class Discovery:
             ``step, stage, n_edges, n_components, score, lo, hi``.
         ranking: every edge with ``importance`` (higher: kept longer or lost more when removed),
             ``kept`` and ``pre_rank`` (the attribution score or graph order it was ranked by).
-        n_hypotheses: how many hypotheses were scored; ``forward_equivalents``: the search's
-            wall time divided by one plain forward pass over the search split, timed in the same
-            process; ``seconds``: the wall time.
+        n_hypotheses: how many hypotheses were scored; ``forward_passes``: the rows the model
+            ran forward during the search over the search split's size (a deterministic count; a
+            pass stopped early counts whole, the pre-ranking's backward pass counts 2);
+            ``forward_equivalents``: the search's wall time divided by one plain forward pass over
+            the search split, timed in the same process; ``seconds``: the wall time.
         controls: one row per control search (``random weights``, ``shuffled labels``):
             ``held_out``, ``n_edges``, ``effect`` (the control's ``loss_baseline - loss_model`` over
             the real one's), ``close`` (True: within ``margin`` of the result's held-out score,
@@ -206,6 +208,7 @@ class Discovery:
     curve: pd.DataFrame = field(repr=False)
     ranking: pd.DataFrame = field(repr=False)
     n_hypotheses: int = 0
+    forward_passes: float = 0.0
     forward_equivalents: float = 0.0
     seconds: float = 0.0
     controls: pd.DataFrame | None = field(default=None, repr=False)
@@ -220,8 +223,8 @@ class Discovery:
         ]
         if self.held_out is not None and self.held_out_ci is not None:
             lines.append(f"held-out {self.held_out:.3f} [{self.held_out_ci[0]:.3f}, {self.held_out_ci[1]:.3f}]")
-        lines.append(f"cost: {self.n_hypotheses} hypotheses scored, {self.forward_equivalents:.0f} forward-pass "
-                     f"equivalents, {self.seconds:.1f} s")
+        lines.append(f"cost: {self.n_hypotheses} hypotheses scored, {self.forward_passes:.0f} forward passes, "
+                     f"{self.forward_equivalents:.0f} forward-pass equivalents of time, {self.seconds:.1f} s")
         if self.controls is not None:
             for r in self.controls.to_dict("records"):
                 close = " (CLOSE)" if bool(r["close"]) else ""
@@ -332,6 +335,16 @@ def _search(model, data: Dataset, *, threshold: float, granularity: str, pre_ran
             name: str, features: Sequence | None) -> dict[str, Any]:
     graph = ModelGraph.from_model(model)
     one_pass = one_pass_seconds(model, data)
+    with PassCounter(model) as counter:
+        found = _search_counted(model, data, graph, threshold=threshold, granularity=granularity,
+                                pre_rank=pre_rank, opts=opts, name=name, features=features)
+    found["forward_passes"] = counter.passes(len(data)) + (2.0 if pre_rank == "attribution" else 0.0)  # + backward
+    found["forward_equivalents"] = found["seconds"] / max(one_pass, 1e-9)
+    return found
+
+
+def _search_counted(model, data: Dataset, graph: ModelGraph, *, threshold: float, granularity: str, pre_rank: str,
+                    opts: RunOptions, name: str, features: Sequence | None) -> dict[str, Any]:
     t0 = time.perf_counter()
     score = _Scorer(model, data, graph, opts, name)
     all_edges = edges_of(graph)
@@ -364,8 +377,7 @@ def _search(model, data: Dataset, *, threshold: float, granularity: str, pre_ran
     ])
     seconds = time.perf_counter() - t0
     return {"hypothesis": final, "edges": set(kept), "result": result, "curve": pd.DataFrame(curve),
-            "ranking": ranking, "n_hypotheses": score.count, "seconds": seconds,
-            "forward_equivalents": seconds / max(one_pass, 1e-9)}
+            "ranking": ranking, "n_hypotheses": score.count, "seconds": seconds}
 
 
 def _coarseness(feature, data: Dataset) -> int:
@@ -518,7 +530,7 @@ def discover(
     out = Discovery(
         hypothesis=found["hypothesis"], edges=found["edges"], score=res.loss_recovered, ci=res.ci, held_out=held,
         held_out_ci=held_ci, threshold=float(threshold), granularity=granularity, curve=found["curve"],
-        ranking=found["ranking"], n_hypotheses=found["n_hypotheses"],
+        ranking=found["ranking"], n_hypotheses=found["n_hypotheses"], forward_passes=found["forward_passes"],
         forward_equivalents=found["forward_equivalents"], seconds=found["seconds"],
     )
     if controls:
