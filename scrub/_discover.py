@@ -270,7 +270,10 @@ def _prune(score: _Scorer, units: list[frozenset[Edge]], kept: frozenset[Edge], 
                       "n_components": len({e[0] for e in reach} | {e[1] for e in reach}),
                       "score": r.loss_recovered, "lo": r.ci[0], "hi": r.ci[1]})
 
-    base_rank = float(min(importance.values(), default=0.0)) - len(units) - 1
+    # units removed by galloping rank below every unit scored alone (whose importance is 1 - score),
+    # and those of a coarser stage below those of a finer one: a component dropped whole is the least
+    # important; within a stage, the pre-ranking's order
+    base_rank = -4.0 if stage == "component" else -3.0
     i = 0
     # phase 1: galloping over the ranking
     while i < len(units):
@@ -288,7 +291,7 @@ def _prune(score: _Scorer, units: list[frozenset[Edge]], kept: frozenset[Edge], 
             break
         for j, u in enumerate(units[i:i + best]):
             for e in u:
-                importance[e] = base_rank + i + j
+                importance[e] = base_rank + (i + j) / len(units)
         kept = cands[ks.index(best)]
         log(kept, results[ks.index(best)])
         i += best
@@ -370,7 +373,14 @@ def _search_counted(model, data: Dataset, graph: ModelGraph, *, threshold: float
     (result,) = score([kept], [chosen], final=True)
     for e in kept:
         importance[e] = max(importance.get(e, 1.0), 1.0 - threshold + 1e-9)
-    floor = min(importance.values(), default=0.0) - 2 * len(all_edges)
+    # an edge into a component that no kept edge reads was scored, if at all, with its sender's other
+    # edges: it matters no more than its receiver, whose outgoing edges were removed
+    live = {c for e in kept for c in e[:2]}
+    for e in all_edges:
+        if e[1] != "out" and e[1] not in live and e in importance:
+            receiver = max((importance.get(o, -6.0) for o in out_edges[e[1]]), default=-6.0)
+            importance[e] = min(importance[e], receiver - 1e-3)
+    floor = -6.0  # edges never scored (of components no kept one reads): below everything, in pre-rank order
     ranking = pd.DataFrame([
         {"up": e[0], "node": e[1], "port": e[2], "importance": importance.get(e, floor + prior[e] / (1 + max(prior.values()))),
          "kept": e in kept, "pre_rank": prior[e]} for e in all_edges
