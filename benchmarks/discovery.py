@@ -8,7 +8,7 @@ seconds. Writes ``benchmarks/results/discovery.csv``, ``discovery.md`` and the f
 curves ``discovery_curves.csv``.
 
     OMP_NUM_THREADS=1 python -m benchmarks.discovery            # every model (~10 minutes on 1 core)
-    OMP_NUM_THREADS=1 python -m benchmarks.discovery reverse hist
+    OMP_NUM_THREADS=1 python -m benchmarks.discovery reverse hist   # rerun these; keep the other rows
 """
 
 from __future__ import annotations
@@ -156,6 +156,23 @@ def paren():
     return rows, curves
 
 
+def llama_induction():
+    """The tiny Llama (grouped-query attention: the edge-patching peers refuse it): scrub alone, at
+    component granularity with the graph-order pre-ranking."""
+    from hypotheses import llama_induction as li
+
+    model = li.load()
+    data = li.make_data(N, seed=0)
+    d = scrub.discover(model, data, granularity="component", pre_rank="order", seed=0, n_boot=200, controls=True)
+    comps = sorted({x for e in d.edges for x in e[:2]})
+    row = {"model": "llama_induction", "method": "scrub (component, order pre-rank)", "n_edges": len(d.edges),
+           "forward_passes": d.forward_passes, "forward_equivalents": d.forward_equivalents, "seconds": d.seconds,
+           "hypotheses_scored": d.n_hypotheses, "score": d.score, "held_out": d.held_out, "flagged": d.flagged,
+           "components": " ".join(comps)}
+    print(row, flush=True)
+    return [row], [d.curve.assign(model="llama_induction")]
+
+
 def _markdown(table: pd.DataFrame) -> str:
     def cell(v) -> str:
         if isinstance(v, float):
@@ -170,7 +187,14 @@ def _markdown(table: pd.DataFrame) -> str:
 def write(rows: list[dict], curves: list[pd.DataFrame]) -> None:
     """Write the table, its markdown and the curves (after every model, so a partial run leaves results)."""
     table = pd.DataFrame(rows)
+    curve = pd.concat(curves)
     RESULTS.mkdir(exist_ok=True)
+    old, old_curves = RESULTS / "discovery.csv", RESULTS / "discovery_curves.csv"
+    if old.exists() and old_curves.exists():  # keep the committed rows of models not rerun
+        models = set(table.model)
+        prev, prev_c = pd.read_csv(old), pd.read_csv(old_curves)
+        table = pd.concat([prev[~prev.model.isin(models)], table], ignore_index=True)
+        curve = pd.concat([prev_c[~prev_c.model.isin(models)], curve], ignore_index=True)
     cols = ["model", "method", "n_edges", "n_true", "precision", "recall", "recall_needed", "roc_auc",
             "forward_passes", "passes_vs_acdc", "forward_equivalents", "seconds"]
     for c in cols:
@@ -178,7 +202,7 @@ def write(rows: list[dict], curves: list[pd.DataFrame]) -> None:
             table[c] = np.nan
     table = table[cols + [c for c in table.columns if c not in cols]]
     table.to_csv(RESULTS / "discovery.csv", index=False, float_format="%.4g")
-    pd.concat(curves).to_csv(RESULTS / "discovery_curves.csv", index=False, float_format="%.4g")
+    curve.to_csv(RESULTS / "discovery_curves.csv", index=False, float_format="%.4g")
     md = ["# Circuit discovery: scrub.discover vs ACDC vs EAP", "",
           f"N = {N} examples (search on half, held-out score on the other half), threshold {THRESHOLD}, seed 0.",
           "Written by `python -m benchmarks.discovery`.", "", _markdown(table[cols]), ""]
@@ -190,7 +214,7 @@ def write(rows: list[dict], curves: list[pd.DataFrame]) -> None:
 def main(argv: list[str]) -> None:
     from hypotheses import tracr as zoo
 
-    names = argv or [*[p for p in zoo.PROGRAMS if p != "shuffle_dyck2"], "induction", "paren"]
+    names = argv or [*[p for p in zoo.PROGRAMS if p != "shuffle_dyck2"], "induction", "paren", "llama_induction"]
     rows: list[dict] = []
     curves: list[pd.DataFrame] = []
     for name in names:
@@ -200,6 +224,8 @@ def main(argv: list[str]) -> None:
             r, c = induction()
         elif name == "paren":
             r, c = paren()
+        elif name == "llama_induction":
+            r, c = llama_induction()
         else:
             raise SystemExit(f"unknown model {name!r}: a tracr program, induction or paren")
         rows, curves = rows + r, curves + c
