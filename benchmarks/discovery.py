@@ -133,7 +133,7 @@ def induction():
     comps = {x for e in d.edges for x in e[:2]}
     for r in rows:
         r["naive_held_out"] = naive_score
-    rows[0]["heads_found"] = f"{len(heads & comps)}/{len(heads)} ({', '.join(sorted(heads - comps)) or 'all'} missing)"
+    rows[0]["heads_found"] = f"{len(heads & comps)}/{len(heads)} (missing: {', '.join(sorted(heads - comps)) or 'none'})"
     print(pd.DataFrame(rows).to_string(), flush=True)
     return rows, curves
 
