@@ -4,6 +4,8 @@
 - ``scrub run MODULE:NAME``: score one hypothesis (``NAME``: a ``Case``, a hypothesis function
   whose module or a package above it has ``load_model()``/``make_data(n, seed)``, or the name of
   one of ``MODULE.CASES``; see :func:`scrub.suite.find_case`).
+- ``scrub discover MODULE``: discover a circuit on ``MODULE.load_model()`` and
+  ``MODULE.make_data(n, seed)`` (:func:`scrub.discover`); print it, its scores, cost and controls.
 - ``scrub suite PATH``: run every case of a suite, print a table, exit 1 when any case leaves its
   expected range, raises, or (with ``--compare``) moved more than its intervals allow.
 - ``scrub controls MODULE:NAME``: negative controls for one hypothesis (:func:`scrub.controls`):
@@ -120,6 +122,58 @@ def run_one(
         _write_html(html, r, table, title=case.name)
         console.print(f"wrote {html}")
     if cr.status != "pass" or moved:
+        raise typer.Exit(1)
+
+
+@app.command("discover")
+def discover_cmd(
+    module: str = typer.Argument(..., help="a module with load_model() and make_data(n, seed), e.g. hypotheses.induction"),
+    n: int = typer.Option(400, "--n", min=4, help="number of examples (half are held out)"),
+    seed: int = typer.Option(0, "--seed", min=0, help="seed of the data, the split and the sampling"),
+    threshold: float = typer.Option(0.95, "--threshold", min=0.0, max=1.0, help="fraction of loss recovered to keep"),
+    granularity: str = typer.Option("port", "--granularity", help="component or port"),
+    metric: str = typer.Option("loss", "--metric", help="loss, kl or accuracy"),
+    controls: bool = typer.Option(True, "--controls/--no-controls", help="also search random weights and shuffled labels"),
+    python: Path | None = typer.Option(None, "--python", dir_okay=False, help="write the hypothesis as Python source"),
+    json_path: Path | None = typer.Option(None, "--json", dir_okay=False, help="write the hypothesis as JSON"),
+    curve: Path | None = typer.Option(None, "--curve", dir_okay=False, help="write the faithfulness-vs-size curve (CSV)"),
+) -> None:
+    """Discover a circuit whose score clears --threshold, and print it.
+
+    Example: scrub discover hypotheses.induction --n 400 --no-controls --python found.py
+    """
+    import importlib
+
+    import scrub
+    from scrub.errors import ScrubError
+
+    _quiet()
+    console, err = _consoles()
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        _usage(f"cannot import {module!r}: {exc}", "MODULE")
+    if not (callable(getattr(mod, "load_model", None)) and callable(getattr(mod, "make_data", None))):
+        _usage(f"{module!r} has no load_model() and make_data(n, seed)", "MODULE")
+    try:
+        model, data = mod.load_model(), mod.make_data(n, seed)
+        found = scrub.discover(model, data, threshold=threshold, granularity=granularity, metric=metric, seed=seed,
+                               controls=controls)
+    except ScrubError as exc:
+        err.print(f"[bold red]{type(exc).__name__}[/]: {exc}", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+    console.print(found.hypothesis.describe(), markup=False, highlight=False)
+    console.print(found.summary(), markup=False, highlight=False)
+    if python is not None:
+        python.write_text(scrub.to_python(found.hypothesis))
+        console.print(f"wrote {python}")
+    if json_path is not None:
+        json_path.write_text(scrub.to_json(found.hypothesis))
+        console.print(f"wrote {json_path}")
+    if curve is not None:
+        found.curve.to_csv(curve, index=False)
+        console.print(f"wrote {curve}")
+    if found.flagged:
         raise typer.Exit(1)
 
 

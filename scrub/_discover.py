@@ -1,0 +1,573 @@
+"""``scrub.discover``: find a small hypothesis whose score clears a threshold, by pruning the full one.
+
+The search starts from the full hypothesis (every edge of the model's graph claimed, every
+feature :class:`~scrub.Exact`: it recovers 100% of the loss) and removes claims greedily, in the
+spirit of ACDC, but every candidate is scored by causal scrubbing (recursive resampling, the
+fraction of loss recovered) and many candidates are scored in one :func:`scrub.run_many` call
+(one clean run and one baseline, common random numbers). It runs coarse to fine:
+
+1. **components**: each unit is a component with all its outgoing edges;
+2. **edges** (``granularity="port"``): each unit is one edge ``up -> node.port`` between the
+   components kept by step 1.
+
+At each step the units are pre-ranked (``pre_rank="attribution"``: edge attribution patching, one
+gradient pass; ``"order"``: the graph order, output first) and pruned in two phases: *galloping*
+removes the longest prefix of the ranking (sizes 1, 2, 4, ... scored in one batch) that keeps the
+score at or above ``threshold``; then every unit left is scored once without it (one batch), and
+the units that can go are removed least-harmful first (one batch of cumulative removals), until
+none can. A good ranking makes the first phase do most of the work.
+
+Then **features** (``features=[...]``): for each node, the coarsest candidate feature (fewest
+distinct values on the data) that keeps the score is chosen, the same way (singles, then
+cumulative).
+
+The result is a normal :class:`~scrub.Hypothesis` (printable, saveable with :func:`scrub.to_python`
+and :func:`scrub.to_json`), scored again on a held-out split, with the faithfulness-versus-size
+curve, the cost in forward-pass equivalents and the same search on two **controls** (random
+weights; shuffled labels).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from scrub._attribution import Edge, PassCounter, edge_attribution, edges_of, one_pass_seconds
+from scrub._dataset import Dataset
+from scrub._graph import ModelGraph
+from scrub._hypothesis import Hypothesis, Node
+from scrub._metrics import Metric
+from scrub._options import RunOptions, resolve_options
+from scrub._result import MIN_BOOT
+from scrub._sampling import Exact, evaluate_feature
+from scrub.errors import BaselineError, DatasetError, RunOptionsError, ScrubError
+
+__all__ = ["discover", "Discovery", "hypothesis_from_edges", "claimed_edges", "roc_auc", "GRANULARITIES"]
+
+#: What a claim can be: a whole component (with all its outgoing edges), or one edge into one port.
+#: Positions, neurons and subspaces are not searched yet.
+GRANULARITIES = ("component", "port")
+PRE_RANKS = ("attribution", "order")
+#: Cumulative removals scored per batch in the second pruning phase.
+WINDOW = 8
+
+
+# ----------------------------------------------------------------------------------------
+# Hypotheses from edge sets
+
+
+def hypothesis_from_edges(graph: ModelGraph, kept, *, name: str = "discovered", features=None) -> Hypothesis:
+    """The hypothesis claiming exactly the edges ``kept`` (``(up, node, port)`` triples) reachable from the output.
+
+    One interpretation node per ``(component, ports it feeds its parent through)``, shared by
+    every parent it feeds (the DAG is treeified by :func:`scrub.run`). A component whose every
+    input is claimed, recursively down to the embeddings, is a leaf (a leaf is run on its own
+    example all the way down, which claims exactly that); one with no claimed input is ``open``
+    (every input from the random context). ``features`` maps node names to their ``agree=``
+    (default :class:`~scrub.Exact`).
+    """
+    kept = frozenset(kept)
+    features = features or {}
+    memo: dict[str, bool] = {}
+
+    def complete(c: str) -> bool:
+        if c not in memo:
+            memo[c] = c in graph.inputs or all(
+                (u, c, p) in kept and complete(u) for p in graph.ports(c) for u in graph.upstream(c, p)
+            )
+        return memo[c]
+
+    h = Hypothesis(name)
+    made: dict[tuple[str, tuple[str, ...]], Node] = {}
+
+    def expand(parent: Node, c: str) -> None:
+        by_up: dict[str, list[str]] = {}
+        for p in graph.ports(c):
+            for u in graph.upstream(c, p):
+                if (u, c, p) in kept:
+                    by_up.setdefault(u, []).append(p)
+        for u, ports in by_up.items():
+            key = (u, tuple(ports))
+            if key in made:
+                parent.add(made[key])
+                continue
+            nm = f"{u} ({'|'.join(ports)})"
+            child = parent.add(nm, model=u, port=list(ports), agree=features.get(nm, Exact()))
+            made[key] = child
+            if not complete(u):
+                expand(child, u)
+                if not child.children:
+                    child.open = True
+
+    root = h.output()
+    expand(root, "out")
+    if not root.children:
+        root.open = True
+    return h
+
+
+def claimed_edges(hypothesis: Hypothesis, graph: ModelGraph) -> set[Edge]:
+    """The edges ``(up, node, port)`` a hypothesis claims; a leaf on a non-input claims everything below it."""
+    out: set[Edge] = set()
+    below: set[str] = set()
+    for node in hypothesis.nodes():
+        for child in node.children:
+            out |= {(c.up, c.node, c.port) for c in hypothesis.claims(node, child, graph)}
+        if not node.children and not node.open and node is not hypothesis.root:
+            below |= {m for m in node.model if m not in graph.inputs}
+    stack = list(below)
+    seen: set[str] = set()
+    while stack:
+        c = stack.pop()
+        if c in seen:
+            continue
+        seen.add(c)
+        for p in graph.ports(c):
+            for u in graph.upstream(c, p):
+                out.add((u, c, p))
+                if u not in graph.inputs:
+                    stack.append(u)
+    return out
+
+
+def _reachable(graph: ModelGraph, kept: frozenset[Edge]) -> frozenset[Edge]:
+    """The edges of ``kept`` on a path to the output."""
+    into: dict[str, list[Edge]] = {}
+    for e in kept:
+        into.setdefault(e[1], []).append(e)
+    out: set[Edge] = set()
+    stack, seen = ["out"], set()
+    while stack:
+        c = stack.pop()
+        if c in seen:
+            continue
+        seen.add(c)
+        for e in into.get(c, []):
+            out.add(e)
+            stack.append(e[0])
+    return frozenset(out)
+
+
+def roc_auc(labels: Sequence[bool], scores: Sequence[float]) -> float:
+    """Area under the ROC curve of ``scores`` ranking the ``labels`` (ties count half); NaN without both classes."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(labels, dtype=bool)
+    n1, n0 = int(y.sum()), int((~y).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    r = rankdata(np.asarray(scores, dtype=float))
+    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+# ----------------------------------------------------------------------------------------
+# The result
+
+
+@dataclass
+class Discovery:
+    """What :func:`scrub.discover` returns.
+
+    Attributes:
+        hypothesis: the discovered :class:`~scrub.Hypothesis` (a normal one: run it, print it with
+            ``describe()``, save it with :func:`scrub.to_python` / :func:`scrub.to_json`).
+        edges: the edges ``(up, node, port)`` it claims.
+        score, ci: its fraction of loss recovered on the search split, with the 95% interval.
+        held_out, held_out_ci: the same on the held-out split (None when there is none).
+        threshold: the score it had to clear on the search split.
+        curve: the faithfulness-versus-size curve, one row per accepted pruning step:
+            ``step, stage, n_edges, n_components, score, lo, hi``.
+        ranking: every edge with ``importance`` (higher: kept longer or lost more when removed),
+            ``kept`` and ``pre_rank`` (the attribution score or graph order it was ranked by).
+        n_hypotheses: how many hypotheses were scored; ``forward_passes``: the rows the model
+            ran forward during the search over the search split's size (a deterministic count; a
+            pass stopped early counts whole, the pre-ranking's backward pass counts 2);
+            ``forward_equivalents``: the search's wall time divided by one plain forward pass over
+            the search split, timed in the same process; ``seconds``: the wall time.
+        controls: one row per control search (``random weights``, ``shuffled labels``):
+            ``held_out``, ``n_edges``, ``effect`` (the control's ``loss_baseline - loss_model`` over
+            the real one's), ``close`` (True: within ``margin`` of the result's held-out score,
+            with no more edges, on an effect at least half as large), ``note``.
+        flagged: True when a control comes close: the circuit may not be specific to the task.
+    """
+
+    hypothesis: Hypothesis
+    edges: set[Edge]
+    score: float
+    ci: tuple[float, float]
+    held_out: float | None
+    held_out_ci: tuple[float, float] | None
+    threshold: float
+    granularity: str
+    curve: pd.DataFrame = field(repr=False)
+    ranking: pd.DataFrame = field(repr=False)
+    n_hypotheses: int = 0
+    forward_passes: float = 0.0
+    forward_equivalents: float = 0.0
+    seconds: float = 0.0
+    controls: pd.DataFrame | None = field(default=None, repr=False)
+    flagged: bool = False
+
+    def summary(self) -> str:
+        """A few lines: size, scores, cost and the controls' verdict."""
+        comps = sorted({e[0] for e in self.edges} | {e[1] for e in self.edges})
+        lines = [
+            f"{self.hypothesis.name}: {len(self.edges)} edges over {len(comps)} components ({self.granularity} granularity)",
+            f"score {self.score:.3f} [{self.ci[0]:.3f}, {self.ci[1]:.3f}] on the search split (threshold {self.threshold})",
+        ]
+        if self.held_out is not None and self.held_out_ci is not None:
+            lines.append(f"held-out {self.held_out:.3f} [{self.held_out_ci[0]:.3f}, {self.held_out_ci[1]:.3f}]")
+        lines.append(f"cost: {self.n_hypotheses} hypotheses scored, {self.forward_passes:.0f} forward passes, "
+                     f"{self.forward_equivalents:.0f} forward-pass equivalents of time, {self.seconds:.1f} s")
+        if self.controls is not None:
+            for r in self.controls.to_dict("records"):
+                close = " (CLOSE)" if bool(r["close"]) else ""
+                note = f"; {r['note']}" if str(r["note"]) else ""
+                lines.append(f"control {r['control']}: held-out {r['held_out']:.3f} with {r['n_edges']} edges, "
+                             f"effect {r['effect']:.2f} of the real one's{close}{note}")
+            if self.flagged:
+                lines.append("FLAGGED: a control comes close to this score; the circuit may not be specific to the task")
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------
+# The search
+
+
+class _Scorer:
+    """Scores edge sets with one :func:`scrub.run_many` per batch, and counts them."""
+
+    def __init__(self, model, data: Dataset, graph: ModelGraph, opts: RunOptions, name: str) -> None:
+        self.model, self.data, self.graph, self.opts, self.name = model, data, graph, opts, name
+        self.count = 0
+
+    def __call__(self, kept_sets: list[frozenset[Edge]], features: list[dict] | None = None, *,
+                 final: bool = False) -> list[Any]:
+        """Score the hypotheses claiming each edge set (intervals from the fewest bootstrap resamples unless ``final``)."""
+        from scrub._experiment import run_many
+
+        hyps = [hypothesis_from_edges(self.graph, k, name=self.name, features=(features or [None] * len(kept_sets))[i])
+                for i, k in enumerate(kept_sets)]
+        self.count += len(hyps)
+        opts = self.opts if final else self.opts.replace(n_boot=MIN_BOOT)
+        return run_many(self.model, hyps, self.data, options=opts)
+
+
+def _prune(score: _Scorer, units: list[frozenset[Edge]], kept: frozenset[Edge], threshold: float,
+           curve: list[dict], stage: str, importance: dict[Edge, float]) -> frozenset[Edge]:
+    """Remove units (in ranked order, least important first) while the score stays >= threshold."""
+    graph = score.graph
+
+    def log(k: frozenset[Edge], r) -> None:
+        reach = _reachable(graph, k)
+        curve.append({"step": len(curve), "stage": stage, "n_edges": len(reach),
+                      "n_components": len({e[0] for e in reach} | {e[1] for e in reach}),
+                      "score": r.loss_recovered, "lo": r.ci[0], "hi": r.ci[1]})
+
+    # units removed by galloping rank below every unit scored alone (whose importance is 1 - score),
+    # and those of a coarser stage below those of a finer one: a component dropped whole is the least
+    # important; within a stage, the pre-ranking's order
+    base_rank = -4.0 if stage == "component" else -3.0
+    i = 0
+    # phase 1: galloping over the ranking
+    while i < len(units):
+        left = len(units) - i
+        ks = sorted({min(2 ** j, left) for j in range(int(np.ceil(np.log2(left))) + 1)})
+        cands = [kept.difference(*units[i:i + k]) for k in ks]
+        results = score(cands)
+        best = 0
+        for k, r in zip(ks, results, strict=True):
+            if r.loss_recovered >= threshold:
+                best = k
+            else:
+                break
+        if best == 0:
+            break
+        for j, u in enumerate(units[i:i + best]):
+            for e in u:
+                importance[e] = base_rank + (i + j) / len(units)
+        kept = cands[ks.index(best)]
+        log(kept, results[ks.index(best)])
+        i += best
+    # phase 2: every remaining unit scored alone (one batch); those that can go alone are then
+    # removed least-harmful first, a window of cumulative removals per batch, skipping any that fails
+    todo = [u for u in units[i:] if u & kept]
+    if not todo:
+        return kept
+    results = score([kept - u for u in todo])
+    for u, r in zip(todo, results, strict=True):
+        for e in u:
+            importance[e] = 1.0 - r.loss_recovered  # what removing it alone loses
+    order = [todo[n] for n, r in sorted(enumerate(results), key=lambda t: (-t[1].loss_recovered, t[0]))
+             if r.loss_recovered >= threshold]
+    j = 0
+    while j < len(order):
+        window = order[j:j + WINDOW]
+        cands, acc = [], kept
+        for u in window:
+            acc = acc - u
+            cands.append(acc)
+        cum = score(cands)
+        taken = 0
+        for r in cum:
+            if r.loss_recovered < threshold:
+                break
+            taken += 1
+        if taken:
+            kept = cands[taken - 1]
+            log(kept, cum[taken - 1])
+        j += taken + 1  # the unit that failed (if any) stays
+    return kept
+
+
+def _pre_rank(model, data: Dataset, graph: ModelGraph, metric: Metric, how: str, seed: int) -> dict[Edge, float]:
+    edges = edges_of(graph)
+    if how == "order":  # ACDC's order: receivers from the output back, senders latest first
+        return {e: -float(k) for k, e in enumerate(reversed(edges))}
+    scores = edge_attribution(model, data, metric=metric, seed=seed)
+    return {e: abs(s) for e, s in scores.items()}
+
+
+def _search(model, data: Dataset, *, threshold: float, granularity: str, pre_rank: str, opts: RunOptions,
+            name: str, features: Sequence | None) -> dict[str, Any]:
+    graph = ModelGraph.from_model(model)
+    one_pass = one_pass_seconds(model, data)
+    with PassCounter(model) as counter:
+        found = _search_counted(model, data, graph, threshold=threshold, granularity=granularity,
+                                pre_rank=pre_rank, opts=opts, name=name, features=features)
+    found["forward_passes"] = counter.passes(len(data)) + (2.0 if pre_rank == "attribution" else 0.0)  # + backward
+    found["forward_equivalents"] = found["seconds"] / max(one_pass, 1e-9)
+    return found
+
+
+def _search_counted(model, data: Dataset, graph: ModelGraph, *, threshold: float, granularity: str, pre_rank: str,
+                    opts: RunOptions, name: str, features: Sequence | None) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    score = _Scorer(model, data, graph, opts, name)
+    all_edges = edges_of(graph)
+    prior = _pre_rank(model, data, graph, opts.metric, pre_rank, opts.seed)
+    order = {e: k for k, e in enumerate(all_edges)}
+    importance: dict[Edge, float] = {}
+    curve: list[dict] = []
+    kept = frozenset(all_edges)
+    # step 1: components (a component goes with all its outgoing edges), lowest prior first
+    comps = [c for c in graph.components if c != "out"]
+    out_edges = {c: frozenset(e for e in all_edges if e[0] == c) for c in comps}
+    comp_prior = {c: sum(prior[e] for e in out_edges[c]) for c in comps}
+    ranked = sorted(comps, key=lambda c: (comp_prior[c], -graph.stage(c), c))
+    kept = _prune(score, [out_edges[c] for c in ranked], kept, threshold, curve, "component", importance)
+    if granularity == "port":
+        live = sorted(_reachable(graph, kept), key=lambda e: (prior[e], -order[e]))
+        kept = _prune(score, [frozenset([e]) for e in live], kept, threshold, curve, "port", importance)
+    kept = _reachable(graph, kept)
+    chosen: dict[str, Any] = {}
+    if features:
+        chosen = _synthesize(score, kept, list(features), threshold, curve)
+    final = hypothesis_from_edges(graph, kept, name=name, features=chosen)
+    (result,) = score([kept], [chosen], final=True)
+    for e in kept:
+        importance[e] = max(importance.get(e, 1.0), 1.0 - threshold + 1e-9)
+    # an edge into a component that no kept edge reads was scored, if at all, with its sender's other
+    # edges: it matters no more than its receiver, whose outgoing edges were removed
+    live = {c for e in kept for c in e[:2]}
+    for e in all_edges:
+        if e[1] != "out" and e[1] not in live and e in importance:
+            receiver = max((importance.get(o, -6.0) for o in out_edges[e[1]]), default=-6.0)
+            importance[e] = min(importance[e], receiver - 1e-3)
+    floor = -6.0  # edges never scored (of components no kept one reads): below everything, in pre-rank order
+    ranking = pd.DataFrame([
+        {"up": e[0], "node": e[1], "port": e[2], "importance": importance.get(e, floor + prior[e] / (1 + max(prior.values()))),
+         "kept": e in kept, "pre_rank": prior[e]} for e in all_edges
+    ])
+    seconds = time.perf_counter() - t0
+    return {"hypothesis": final, "edges": set(kept), "result": result, "curve": pd.DataFrame(curve),
+            "ranking": ranking, "n_hypotheses": score.count, "seconds": seconds}
+
+
+def _coarseness(feature, data: Dataset) -> int:
+    return int(evaluate_feature(feature, data).n_values)
+
+
+def _synthesize(score: _Scorer, kept: frozenset[Edge], candidates: list, threshold: float,
+                curve: list[dict]) -> dict[str, Any]:
+    """For each node, the coarsest candidate feature that keeps the score (singles, then cumulative)."""
+    hyp = hypothesis_from_edges(score.graph, kept)
+    nodes = [n.name for n in hyp.nodes() if n is not hyp.root]
+    ranked = sorted(candidates, key=lambda f: _coarseness(f, score.data))
+    chosen: dict[str, Any] = {}
+    trials = [(nm, f) for nm in nodes for f in ranked]
+    if not trials:
+        return chosen
+    results = score([kept] * len(trials), [{nm: f} for nm, f in trials])
+    best: dict[str, tuple[int, float, Any]] = {}
+    for (nm, f), r in zip(trials, results, strict=True):
+        rank = ranked.index(f)
+        if r.loss_recovered >= threshold and (nm not in best or rank < best[nm][0]):
+            best[nm] = (rank, r.loss_recovered, f)
+    order = sorted(best, key=lambda nm: -best[nm][1])
+    cands, acc = [], {}
+    for nm in order:
+        acc = {**acc, nm: best[nm][2]}
+        cands.append(acc)
+    if not cands:
+        return chosen
+    cum = score([kept] * len(cands), cands)
+    for c, r in zip(cands, cum, strict=True):
+        if r.loss_recovered < threshold:
+            break
+        chosen = c
+        curve.append({"step": len(curve), "stage": "features", "n_edges": len(kept),
+                      "n_components": len({e[0] for e in kept} | {e[1] for e in kept}),
+                      "score": r.loss_recovered, "lo": r.ci[0], "hi": r.ci[1]})
+    return chosen
+
+
+def _split(data: Dataset, held_out, seed: int) -> tuple[Dataset, Dataset | None]:
+    if held_out is None or held_out == 0:
+        return data, None
+    if isinstance(held_out, Dataset):
+        return data, held_out
+    if isinstance(held_out, bool) or not isinstance(held_out, float) or not 0 < held_out < 1:
+        raise RunOptionsError(f"held_out must be a fraction in (0, 1), a scrub.Dataset or None, got {held_out!r}")
+    n = len(data)
+    k = round(n * held_out)
+    if k < 2 or n - k < 2:
+        raise DatasetError(f"discover: held_out={held_out} leaves fewer than 2 examples in a split of {n}")
+    perm = np.random.default_rng(seed).permutation(n)
+    return data.subset(np.sort(perm[k:]).tolist()), data.subset(np.sort(perm[:k]).tolist())
+
+
+def _shuffled(data: Dataset, seed: int) -> Dataset:
+    """The task with shuffled answers: labels and columns permuted together, tokens untouched."""
+    perm = np.random.default_rng(seed + 1).permutation(len(data))
+    cols = data.columns.iloc[perm].reset_index(drop=True)
+    return Dataset(data.tokens, None if data.labels is None else data.labels[torch.from_numpy(perm)], columns=cols,
+                   target_pos=data.target_pos, attention_mask=data.attention_mask)
+
+
+def _effect(result) -> float:
+    """How much the model beats the baseline on the search split: ``loss_baseline - loss_model``."""
+    return float(result.loss_baseline - result.loss_model)
+
+
+def _random_weights(model, seed: int):
+    from scrub._checkpoint import build_model, model_config
+
+    torch.manual_seed(seed)
+    return build_model(**model_config(model))
+
+
+def discover(
+    model,
+    data: Dataset,
+    *,
+    threshold: float = 0.95,
+    granularity: str = "port",
+    pre_rank: str = "attribution",
+    features: Sequence[str | Callable] | None = None,
+    held_out: float | Dataset | None = 0.5,
+    controls: bool = True,
+    margin: float = 0.1,
+    name: str = "discovered",
+    options: RunOptions | None = None,
+    metric: Metric | None = None,
+    seed: int | None = None,
+    n_seeds: int | None = None,
+    batch_size: int | None = None,
+    n_boot: int | None = None,
+) -> Discovery:
+    """Discover a small hypothesis whose fraction of loss recovered is at least ``threshold``.
+
+    Args:
+        model, metric, seed, n_seeds, batch_size, n_boot, options: as for :func:`scrub.run`
+            (every candidate is scored with these; the search is deterministic under ``seed``).
+        data: the examples; ``held_out`` of them (a fraction, default half, chosen with ``seed``)
+            are kept out of the search and score the result; or pass the held-out
+            :class:`~scrub.Dataset` itself, or None to use no held-out split.
+        threshold: the fraction of loss recovered the result must keep on the search split.
+        granularity: ``"component"`` (claims are components, with every edge between kept ones)
+            or ``"port"`` (claims are single edges ``up -> node.port``, after a component pass).
+            Positions, neurons and subspaces are not searched yet.
+        pre_rank: how candidates are ordered before they are scored: ``"attribution"`` (edge
+            attribution patching; models it supports) or ``"order"`` (output first, like ACDC).
+        features: candidate features (column names or functions of the data) to put on the
+            discovered nodes in place of :class:`~scrub.Exact`: each node gets the coarsest one
+            that keeps the score. Functions are saved by their importable name only.
+        controls: also run the same search on the same architecture with random weights and on
+            the task with shuffled labels (and columns), and flag a result that a control comes
+            close to: a held-out score within ``margin`` of the result's, with no more edges, on a
+            behaviour at least half as large (the control model's ``loss_baseline - loss_model``
+            at least half the real one's: a score on a behaviour the model does not have is noise).
+        name: the discovered hypothesis's name.
+
+    Returns:
+        a :class:`Discovery`.
+
+    Raises:
+        RunOptionsError: a bad ``threshold``, ``granularity``, ``pre_rank`` or ``held_out``.
+        DatasetError, MetricError, UnsupportedModelError: as for :func:`scrub.run`.
+    """
+    from scrub._experiment import run
+
+    opts = resolve_options(options, metric=metric, seed=seed, n_seeds=n_seeds, batch_size=batch_size, n_boot=n_boot,
+                           progress=False)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+        raise RunOptionsError(f"discover: threshold must be a fraction of loss recovered in (0, 1], got {threshold!r}")
+    if granularity not in GRANULARITIES:
+        more = " (positions, neurons and subspaces are not searched yet)" if granularity in (
+            "position", "neuron", "subspace") else ""
+        raise RunOptionsError(f"discover: granularity must be one of {GRANULARITIES}, got {granularity!r}{more}")
+    if pre_rank not in PRE_RANKS:
+        raise RunOptionsError(f"discover: pre_rank must be one of {PRE_RANKS}, got {pre_rank!r}")
+    if features is not None:
+        from scrub._serialize import check_saveable
+        for f in features:
+            check_saveable(f, "discover(features=...)")
+    search_data, test_data = _split(data, held_out, opts.seed)
+    found = _search(model, search_data, threshold=threshold, granularity=granularity, pre_rank=pre_rank, opts=opts,
+                    name=name, features=features)
+    res = found["result"]
+    held, held_ci = None, None
+    if test_data is not None:
+        r = run(model, found["hypothesis"], test_data, options=opts)
+        held, held_ci = r.loss_recovered, r.ci
+    out = Discovery(
+        hypothesis=found["hypothesis"], edges=found["edges"], score=res.loss_recovered, ci=res.ci, held_out=held,
+        held_out_ci=held_ci, threshold=float(threshold), granularity=granularity, curve=found["curve"],
+        ranking=found["ranking"], n_hypotheses=found["n_hypotheses"], forward_passes=found["forward_passes"],
+        forward_equivalents=found["forward_equivalents"], seconds=found["seconds"],
+    )
+    if controls:
+        rows = []
+        reference = held if held is not None else res.loss_recovered
+        for label, cmodel, cdata in (
+            ("random weights", lambda: _random_weights(model, opts.seed), lambda: data),
+            ("shuffled labels", lambda: model, lambda: _shuffled(data, opts.seed)),
+        ):
+            row: dict[str, Any] = {"control": label, "held_out": float("nan"), "n_edges": 0, "effect": float("nan"),
+                                   "close": False, "note": ""}
+            try:
+                m, d = cmodel(), cdata()
+                s_data, t_data = _split(d, held_out, opts.seed)
+                c = _search(m, s_data, threshold=threshold, granularity=granularity, pre_rank=pre_rank, opts=opts,
+                            name=f"{name} ({label})", features=None)
+                score_c = (run(m, c["hypothesis"], t_data, options=opts).loss_recovered if t_data is not None
+                           else c["result"].loss_recovered)
+                effect = _effect(c["result"]) / max(_effect(res), 1e-12)
+                row.update(held_out=score_c, n_edges=len(c["edges"]), effect=effect,
+                           close=bool(score_c >= reference - margin and len(c["edges"]) <= len(out.edges)
+                                      and effect >= 0.5))
+            except BaselineError as exc:
+                row["note"] = f"no score: {str(exc)[:120]}"
+            except ScrubError as exc:
+                row["note"] = f"not run: {type(exc).__name__}: {str(exc)[:120]}"
+            rows.append(row)
+        out.controls = pd.DataFrame(rows)
+        out.flagged = bool(out.controls["close"].any())
+    return out
