@@ -97,10 +97,10 @@ def test_out_of_memory_retries_at_a_smaller_batch_and_says_so(setup, monkeypatch
     model, data, _ = setup
     original = executor._forward
 
-    def small_memory(model, tokens, attention_mask, hooks):
+    def small_memory(model, tokens, attention_mask, hooks, *rest):
         if tokens.shape[0] > 1500:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
-        return original(model, tokens, attention_mask, hooks)
+        return original(model, tokens, attention_mask, hooks, *rest)
 
     monkeypatch.setattr(executor, "_forward", small_memory)
     with pytest.warns(UserWarning, match=r"batch_size=6000 rows ran out of memory.*retrying with batch_size=3000"):
