@@ -32,6 +32,7 @@ from scrub._subspace import Subspace
 from scrub.errors import (
     BaselineError,
     CheckpointError,
+    ClusterError,
     DatasetError,
     RunOptionsError,
     ScrubError,
@@ -48,6 +49,7 @@ __all__ = [
     "fully_scrubbed", "build_model", "load_model", "save_model", "from_hf", "Architecture", "supported_architectures",
     "HypothesisError", "GraphError", "FeatureError", "MetricError", "ExecutionError", "ReproductionError",
     "ScrubError", "DatasetError", "RunOptionsError", "BaselineError", "UnsupportedModelError", "CheckpointError",
+    "ClusterError",
 ]
 try:
     __version__: str = _metadata.version("scrub")
