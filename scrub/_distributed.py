@@ -87,12 +87,27 @@ def _reachable(address: str, timeout: float) -> None:
         ) from None
 
 
-def connect(address: str, *, timeout: float = CONNECT_TIMEOUT_S) -> Cluster:
+def _auto_address(ray) -> str | None:
+    """The address ``"auto"`` stands for (``RAY_ADDRESS``, or the cluster ``ray start`` last started
+    here), when Ray can tell without connecting; None when it cannot (Ray then says why)."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        found = canonicalize_bootstrap_address("auto")
+    except Exception:  # a private helper of Ray: if it moved or failed, ray.init gives its own error
+        return None
+    return found if isinstance(found, str) and found.rpartition(":")[2].isdigit() else None
+
+
+def connect(address: str, *, timeout: float | None = None) -> Cluster:
     """Connect this process to the Ray cluster at ``address`` (``"auto"``, ``HOST:PORT`` or ``ray://HOST:PORT``).
 
     A process already connected (``ray.init`` was called, e.g. by a test's local cluster) keeps its
     connection when ``address`` is ``"auto"`` or that cluster's address; another address is refused.
+    An address nothing answers at within ``timeout`` seconds (default :data:`CONNECT_TIMEOUT_S`) is a
+    :class:`~scrub.ClusterError`.
     """
+    timeout = CONNECT_TIMEOUT_S if timeout is None else timeout
     ray = _ray()
     if ray.is_initialized():
         here = _address(ray)
@@ -103,8 +118,9 @@ def connect(address: str, *, timeout: float = CONNECT_TIMEOUT_S) -> Cluster:
                 "connects a process to one cluster; call ray.shutdown() first, or pass ray='auto'"
             )
         return _cluster(ray)
-    if address != "auto":
-        _reachable(address, timeout)
+    found = _auto_address(ray) if address == "auto" else address
+    if found is not None:
+        _reachable(found, timeout)
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     except ConnectionError as exc:
