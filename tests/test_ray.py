@@ -16,7 +16,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.
 
 import scrub  # noqa: E402
 from hypotheses.induction import load_model, make_data  # noqa: E402
-from hypotheses.induction.hypotheses import naive, per_position_at_targets  # noqa: E402
+from hypotheses.induction.hypotheses import HEADS, naive, previous_tokens  # noqa: E402
 from scrub.cli import app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,10 +76,19 @@ def cluster():
     ray.shutdown()
 
 
+def with_position_masks() -> scrub.Hypothesis:
+    """Claims whose position masks change the score: K at the target only (a mask indexed by
+    reference), V at the first 12 positions (a static mask). The plan carries both, keyed by node."""
+    h = scrub.Hypothesis("masked claims")
+    ind = h.output().add("induction heads", model=HEADS["induction"], agree="label")
+    ind.add("current token", model="embed", port="q", agree="current_token")
+    ind.add("previous tokens", model=HEADS["prev_token"], port="k", agree=scrub.at_target(previous_tokens))
+    ind.add("token values", model="embed", port="v", agree="label", positions=list(range(12)))
+    return h
+
+
 def test_distributed_scores_equal_local_ones_bit_for_bit(cluster, model, data):
-    # at_target features (masks indexed by reference) and positions= (masks by the parent's example):
-    # both travel inside the pickled plan, keyed by node
-    hs = [naive(at_target=True), per_position_at_targets()]
+    hs = [naive(), with_position_masks()]
     here = scrub.run_many(model, hs, data, options=OPTS)
     there = scrub.run_many(model, hs, data, options=OPTS.replace(ray="auto"))
     for a, b in zip(here, there, strict=True):
