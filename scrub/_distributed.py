@@ -231,10 +231,10 @@ def _get(ray, ref, desc: str) -> torch.Tensor:
 
 
 # -- the worker's side ----------------------------------------------------------------------
-#: What this worker process has deserialised, by object reference: models and data (few, they
+#: What this worker process has deserialised, by object reference: the model and data (one call's: they
 #: may be large) and plans (more: a call has one per hypothesis and seed).
 _HELD: dict[str, OrderedDict[str, Any]] = {"big": OrderedDict(), "plan": OrderedDict()}
-_HOLD = {"big": 4, "plan": 64}
+_HOLD = {"big": 2, "plan": 64}  # a call's model and data; its plans
 
 
 def _held(ray, ref, kind: str):
