@@ -89,7 +89,7 @@ def main() -> None:
 
     def remote(refs, k: int) -> tuple[float, torch.Tensor]:
         t = time.perf_counter()
-        out = ray.get(task.remote(refs, k, k + 1, batch, 1))
+        out = ray.get(task.remote(refs, k, k + 1, {"batch_size": batch, "threads": 1, "ablation": None}))
         return time.perf_counter() - t, out
 
     firsts, here, there = [], [], []

@@ -148,3 +148,20 @@ def test_a_second_cluster_address_is_refused(cluster, model, data):
         # something answers there (this cluster's own address, by another spelling), but it is not this cluster
         host, port = cluster.rsplit(":", 1)
         scrub.run(model, naive(), data, options=OPTS, ray=f"127.0.0.1:{port}")
+
+
+def test_padded_data_and_mean_ablation_equal_local_ones(cluster):
+    """Padded data (the executor sorts references by the positions they use and cuts chunks short,
+    then writes each chunk's logits back in its references' rows) and a mean ablation (run_plan's
+    ablation=, sent with every task)."""
+    from hypotheses.paren import load_model as paren_model
+    from hypotheses.paren import make_data as paren_data
+    from hypotheses.paren.hypotheses import claim_1_2_3
+
+    model, data = paren_model(), paren_data(120, seed=1234)
+    assert data.attention_mask is not None and not bool(data.attention_mask.bool().all())
+    opts = scrub.RunOptions(seed=0, batch_size=300, n_boot=200, progress=False)
+    for extra in ({}, {"ablation": scrub.Mean()}):
+        here = scrub.run(model, claim_1_2_3(), data, options=opts.replace(**extra))
+        there = scrub.run(model, claim_1_2_3(), data, options=opts.replace(ray="auto", **extra))
+        assert_same(here, there)
