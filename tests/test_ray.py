@@ -144,9 +144,9 @@ def test_a_worker_killed_mid_run_is_retried_and_changes_nothing(cluster, data, t
 
 
 def test_a_second_cluster_address_is_refused(cluster, model, data):
+    port = cluster.rsplit(":", 1)[1]
     with pytest.raises(scrub.ClusterError, match="already connected"):
-        # something answers there (this cluster's own address, by another spelling), but it is not this cluster
-        host, port = cluster.rsplit(":", 1)
+        # something answers there, but it is not the address this process is connected to
         scrub.run(model, naive(), data, options=OPTS, ray=f"127.0.0.1:{port}")
 
 
