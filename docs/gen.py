@@ -160,6 +160,18 @@ def scaling_table(path: Path | None = None) -> str:
     return "\n".join(out)
 
 
+def distributed_cost(path: Path | None = None) -> str:
+    """Every row of ``benchmarks/results/distributed.csv`` (``python -m benchmarks.distributed``)."""
+    path = path or RESULTS / "distributed.csv"
+    if not path.exists():
+        return "No distributed benchmark is committed: run `python -m benchmarks.distributed`."
+    out = ["| what | case | median | min..max | repeats |", "|---|---|---:|---|---:|"]
+    for r in _read_csv(path):
+        out.append(f"| {_cell(r['metric'])} | {_cell(r['case'])} | {_num(r['median'])} | "
+                   f"{_num(r['min'])}..{_num(r['max'])} | {r['reps']} |")
+    return "\n".join(out)
+
+
 def errors_tree() -> str:
     """The ``ScrubError`` hierarchy as a text tree, read from the classes (every scrub module imported)."""
     import importlib
@@ -257,6 +269,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "bench-headline": bench_headline,
     "bench-table": bench_table,
     "scaling-table": scaling_table,
+    "distributed-cost": distributed_cost,
 }
 
 

@@ -36,6 +36,7 @@ from scrub._subspace import Subspace
 from scrub.errors import (
     BaselineError,
     CheckpointError,
+    ClusterError,
     DatasetError,
     RunOptionsError,
     ScrubError,
@@ -53,6 +54,7 @@ __all__ = [
     "fully_scrubbed", "build_model", "load_model", "save_model", "from_hf", "Architecture", "supported_architectures",
     "HypothesisError", "GraphError", "FeatureError", "MetricError", "ExecutionError", "ReproductionError",
     "ScrubError", "DatasetError", "RunOptionsError", "BaselineError", "UnsupportedModelError", "CheckpointError",
+    "ClusterError",
 ]
 try:
     __version__: str = _metadata.version("scrub")

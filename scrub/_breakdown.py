@@ -51,6 +51,7 @@ def breakdown(
     n_boot: int | None = None,
     progress: bool | None = False,
     on_step: Callable[[str], None] | None = None,
+    ray: str | None = None,
 ) -> pd.DataFrame:
     """Score each claim of ``hypothesis`` alone, and the score lost without it.
 
@@ -63,6 +64,7 @@ def breakdown(
         n_boot: bootstrap resamples for every interval.
         progress: progress bars inside each run.
         on_step: called once with a label listing the hypotheses about to be run (for a progress display).
+        ray: score on a Ray cluster, as for :func:`scrub.run` (the same table, bit for bit).
 
     Returns:
         a DataFrame, one row per claim, columns :data:`COLUMNS`: ``alone`` is the fraction of
@@ -74,7 +76,7 @@ def breakdown(
 
     hypothesis = _check_hypothesis(hypothesis)
     opts = resolve_options(options, seed=seed, n_seeds=n_seeds, metric=metric, batch_size=batch_size, n_boot=n_boot,
-                           progress=progress)
+                           progress=progress, ray=ray)
     seed, n_boot = opts.seed, opts.n_boot
     if isinstance(claims, str):
         claims = [claims]

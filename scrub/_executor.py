@@ -60,7 +60,9 @@ from scrub._graph import ModelGraph
 from scrub._plan import Plan
 from scrub.errors import ExecutionError, HypothesisError
 
-__all__ = ["ExecutionError", "run_plan", "run_clean", "default_batch_size", "model_device", "n_blocks", "has_padding"]
+__all__ = [
+    "ExecutionError", "run_plan", "run_clean", "plan_chunks", "default_batch_size", "model_device", "n_blocks", "has_padding",
+]
 
 
 class _Stop(Exception):
@@ -692,6 +694,35 @@ def _chunks(refs, size: int):
         yield refs[start : start + size]
 
 
+def _work(model, plan: Plan, data: Dataset, rows_per_pass: int, ablated: bool, fixed: bool) -> tuple[int, list]:
+    """The chunks :func:`run_plan` runs, in order: ``(layout, references, length)``; and the most blocks of a layout."""
+    groups = [(_layout(plan, merge, ablated), refs)
+              for merge, refs in _merge_groups(plan, data, Architecture.of(model).per_layer_masks)]
+    # fixed values (mean, zero) are [T, d]: chunks are not cut short under them
+    cut = not ablated and not fixed
+    work = []
+    for lay, group in groups:
+        need = _needed_lengths(plan, data, lay) if cut else None
+        if need is not None:  # references needing similar lengths share chunks, so chunks can be cut short
+            group = group[np.argsort(need[group], kind="stable")]
+        for refs in _chunks(group, max(1, rows_per_pass // lay.n_blocks)):
+            work.append((lay, refs, data.seq_len if need is None else int(need[refs].max())))
+    return max(lay.n_blocks for lay, _ in groups), work
+
+
+def plan_chunks(
+    model, plan: Plan, data: Dataset, *, batch_size: int | None = None, ablation: Ablation | None = None
+) -> list[np.ndarray]:
+    """The references of each chunk :func:`run_plan` runs with this ``batch_size``, in order.
+
+    A distributed run (``scrub._distributed``) hands out chunks with ``run_plan(chunks=)``, so that
+    every chunk is the same batch as in a local run.
+    """
+    fixed = any(isinstance(inst.node.agree, (Mean, Zero)) for inst in plan.instances)
+    rows_per_pass = batch_size or default_batch_size(model, data.seq_len)
+    return [refs for _, refs, _ in _work(model, plan, data, rows_per_pass, check_ablation(ablation) is not None, fixed)[1]]
+
+
 def run_plan(
     model,
     plan: Plan,
@@ -701,13 +732,15 @@ def run_plan(
     progress: bool | None = False,
     desc: str = "scrubbing",
     ablation: Ablation | None = None,
+    chunks: slice | None = None,
 ) -> torch.Tensor:
     """The scrubbed model's logits at each reference's target position, ``[N, vocab]``.
 
     ``batch_size`` is the number of rows per forward pass; a chunk holds
     ``batch_size // blocks`` references (at least one). With ``ablation``
     (:class:`~scrub.Mean` or :class:`~scrub.Zero`; not causal scrubbing) every context value is
-    that fixed value instead of the random example's.
+    that fixed value instead of the random example's. ``chunks`` runs only those chunks of
+    :func:`plan_chunks` and returns their references' logits, one chunk after another.
     """
     device = model_device(model)
     arch = Architecture.of(model)
@@ -721,26 +754,18 @@ def run_plan(
     fixed = {inst.index: values[type(inst.node.agree)] for inst in plan.instances
              if isinstance(inst.node.agree, (Mean, Zero))}
     swap = has_padding(data) and arch.per_layer_masks  # merged heads get their own example's mask
-    groups = [(_layout(plan, merge, ablated is not None), refs)
-              for merge, refs in _merge_groups(plan, data, arch.per_layer_masks)]
-    # fixed values (mean, zero) are [T, d]: chunks are not cut short under them
-    cut = ablated is None and not fixed
     rows_per_pass = batch_size or default_batch_size(model, data.seq_len)
-    most = max(lay.n_blocks for lay, _ in groups)
+    most, work = _work(model, plan, data, rows_per_pass, ablated is not None, bool(fixed))
     if rows_per_pass < most:
         warnings.warn(
             f"batch_size={rows_per_pass} is smaller than the plan's {most} blocks; "
             f"running one reference per pass ({most} rows)",
             stacklevel=2,
         )
-    work = []
-    for lay, group in groups:
-        need = _needed_lengths(plan, data, lay) if cut else None
-        if need is not None:  # references needing similar lengths share chunks, so chunks can be cut short
-            group = group[np.argsort(need[group], kind="stable")]
-        for refs in _chunks(group, max(1, rows_per_pass // lay.n_blocks)):
-            work.append((lay, refs, data.seq_len if need is None else int(need[refs].max())))
+    if chunks is not None:
+        work = work[chunks]
     out: torch.Tensor | None = None
+    parts: list[torch.Tensor] = []
     needs_mlp_in = not plan.graph.attn_only  # MLP inputs are patched, or the last one narrowed to the scored position
     with torch.inference_mode(), _mlp_in_hooks(model, arch, needs_mlp_in):
         quiet = True if progress is False or len(work) < 2 else (None if progress is None else False)  # None: on a terminal
@@ -760,10 +785,16 @@ def run_plan(
             if chunk.final is None:
                 raise ExecutionError("the output's final residual was never computed (the last pass did not reach it)")
             logits = _target_logits(model, arch, chunk.final, target).float().cpu()
+            if chunks is not None:
+                parts.append(logits)
+                chunk.release()
+                continue
             if out is None:
                 out = logits.new_empty((plan.n, logits.shape[1]))
             out[torch.from_numpy(refs)] = logits
             chunk.release()
+    if chunks is not None:
+        return torch.cat(parts)
     assert out is not None
     return out
 

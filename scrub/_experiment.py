@@ -166,6 +166,7 @@ def run(
     progress: bool | None = None,
     n_boot: int | None = None,
     ablation: Ablation | None = None,
+    ray: str | None = None,
 ) -> Result:
     """Causally scrub ``model`` under ``hypothesis`` on ``data``.
 
@@ -192,6 +193,9 @@ def run(
         n_boot: bootstrap resamples for the interval, at least :data:`~scrub._result.MIN_BOOT` (100).
         ablation: :class:`~scrub.Mean` or :class:`~scrub.Zero` to give unclaimed inputs fixed values
             instead of resampling them: **not causal scrubbing** (the result says so). Default None.
+        ray: run the scrubbed forward passes on a Ray cluster (``pip install 'scrub[ray]'``):
+            ``"auto"`` or its address ``HOST:PORT``; the score is the same bit for bit, and
+            ``record["ran_on"]`` says where it ran. The model must be on the CPU.
 
     Returns:
         a :class:`~scrub.Result`; its ``record`` holds what reproduces it, including the score
@@ -203,12 +207,13 @@ def run(
         DatasetError, FeatureError, MetricError, RunOptionsError: a bad dataset, feature, metric
             or option, named in the message.
         BaselineError: the baseline has the model's own loss.
+        ClusterError: ``ray=`` names a cluster that does not answer, or that lost the work.
 
     Everything is validated (options, hypothesis against the model's graph, features and
     positions on the data, the metric) before any model runs.
     """
     opts = resolve_options(options, metric=metric, seed=seed, n_seeds=n_seeds, batch_size=batch_size, device=device,
-                           progress=progress, n_boot=n_boot, ablation=ablation)
+                           progress=progress, n_boot=n_boot, ablation=ablation, ray=ray)
     (result,) = run_many(model, [hypothesis], data, options=opts, baseline=baseline)
     return result
 
@@ -228,6 +233,7 @@ def run_many(
     progress: bool | None = None,
     n_boot: int | None = None,
     ablation: Ablation | None = None,
+    ray: str | None = None,
 ) -> list[Result]:
     """:func:`run` for several hypotheses on the same model, data and seeds.
 
@@ -245,7 +251,7 @@ def run_many(
         raise HypothesisError("run_many needs at least one hypothesis")
     baseline = fully_scrubbed() if baseline is None else _check_hypothesis(baseline, "baseline")
     opts = resolve_options(options, metric=metric, seed=seed, n_seeds=n_seeds, batch_size=batch_size, device=device,
-                           progress=progress, n_boot=n_boot, ablation=ablation)
+                           progress=progress, n_boot=n_boot, ablation=ablation, ray=ray)
     seed, n_seeds, batch_size, n_boot, metric = opts.seed, opts.n_seeds, opts.batch_size, opts.n_boot, opts.metric
     progress = opts.progress
     target: torch.device | None = opts.torch_device
@@ -261,8 +267,11 @@ def run_many(
     base_plans = [make_plan(baseline, graph, data, s, warn=False) for s in seeds]
     if target is not None:
         _move(model, target)
+    cluster = None if opts.ray is None else _connect(opts.ray, model)
     rows = [batch_size or default_batch_size(model, data.seq_len)]  # shrinks if a pass does not fit in memory
     floor = max(n_blocks(p, data) for p in [*base_plans, *(p for ps in plans for p in ps)])
+    base_descs = [f"the baseline {baseline.name!r} (seed {s})" for s in seeds]
+    descs = [[f"hypothesis {h.name!r} (seed {s})" for s in seeds] for h in hypotheses]
 
     def scrub(plan, desc: str) -> np.ndarray:
         try:
@@ -277,7 +286,20 @@ def run_many(
 
     model_logits = _fitting(lambda b: run_clean(model, data, batch_size=b), rows, 1, model)
     loss_model = per_example(metric, model_logits, data, model_logits)
-    loss_base = [scrub(p, f"the baseline {baseline.name!r} (seed {s})") for s, p in zip(seeds, base_plans, strict=True)]
+    hyp_losses: list[list[np.ndarray]] = []
+    if cluster is not None:  # every plan's passes on the cluster, in the chunks a local run makes
+        from scrub._distributed import run_plans
+
+        flat = [*base_plans, *(p for ps in plans for p in ps)]
+        flat_descs = [*base_descs, *(d for ds in descs for d in ds)]
+        losses = iter(run_plans(
+            cluster, model, data, flat, batch_size=rows[0], descs=flat_descs, progress=progress, ablation=opts.ablation,
+            finish=lambda k, logits: per_example(metric, logits, data, model_logits),
+        ))
+        loss_base = [next(losses) for _ in seeds]
+        hyp_losses = [[next(losses) for _ in seeds] for _ in hypotheses]
+    else:
+        loss_base = [scrub(p, d) for p, d in zip(base_plans, base_descs, strict=True)]
     lm, lb = float(loss_model.mean()), float(np.mean(loss_base))
     if abs(lb - lm) <= 1e-6 * max(1.0, abs(lm)):  # float noise of an identical computation
         raise BaselineError(
@@ -292,14 +314,16 @@ def run_many(
         "weights_sha256": weights_hash(model),
         "data_sha256": _data_hash(data),
         "device": str(next(model.parameters()).device),
+        "ran_on": "here" if cluster is None else cluster.describe(),
         # only when set: a mean or zero ablation is not causal scrubbing, and the record says so
         **({} if opts.ablation is None else {"ablation": opts.ablation.name, "method": f"{opts.ablation.name} ablation "
                                              f"of unclaimed inputs ({NOT_CAUSAL})"}),
     }
     results = []
     fixed_base = _fixed_claims(baseline)
-    for h, hplans in zip(hypotheses, plans, strict=True):
+    for k, (h, hplans) in enumerate(zip(hypotheses, plans, strict=True)):
         fixed = _fixed_claims(h)
+        scrubbed = hyp_losses[k] if cluster is not None else [scrub(p, d) for p, d in zip(hplans, descs[k], strict=True)]
         table = pd.concat(
             [
                 pd.DataFrame(
@@ -307,11 +331,11 @@ def run_many(
                         "example": np.arange(len(data)),
                         "seed": s,
                         "loss_model": loss_model,
-                        "loss_scrubbed": scrub(p, f"hypothesis {h.name!r} (seed {s})"),
+                        "loss_scrubbed": loss,
                         "loss_baseline": base,
                     }
                 )
-                for s, p, base in zip(seeds, hplans, loss_base, strict=True)
+                for s, loss, base in zip(seeds, scrubbed, loss_base, strict=True)
             ],
             ignore_index=True,
         )
@@ -357,6 +381,19 @@ def run_many(
 def _fixed_claims(h: Hypothesis) -> dict[str, str]:
     """The nodes claimed as a fixed value (``agree=scrub.Mean()`` or ``scrub.Zero()``), by name: ``"mean"``/``"zero"``."""
     return {n.name: n.agree.name for n in h.nodes() if isinstance(n.agree, (Mean, Zero))}
+
+
+def _connect(address: str, model):
+    """The Ray cluster at ``address`` (scrub._distributed), for a model the workers can run."""
+    from scrub._distributed import connect
+
+    device = model_device(model)
+    if device.type != "cpu":
+        raise RunOptionsError(
+            f"ray={address!r} runs the forward passes on the workers' CPUs, but the model is on {device}: "
+            "move it with model.to('cpu') (or pass device='cpu'), or score here without ray="
+        )
+    return connect(address)
 
 
 def _move(model, device: torch.device) -> None:

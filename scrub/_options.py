@@ -1,7 +1,7 @@
 """One value for how a hypothesis is scored: :class:`RunOptions`.
 
-Every call that scores (:func:`scrub.run`, :func:`scrub.run_many`, :func:`scrub._breakdown`,
-:func:`scrub.assert_faithful`) takes ``options=RunOptions(...)`` and/or the same fields as
+Every call that scores (:func:`scrub.run`, :func:`scrub.run_many`, :func:`scrub._breakdown.breakdown`,
+:func:`scrub.assert_faithful`, :func:`scrub.run_suite`) takes ``options=RunOptions(...)`` and/or the same fields as
 keywords; keywords override the options value. A suite's :class:`~scrub.Case` builds its value
 from its own fields (:meth:`~scrub.Case.options`). The record a
 :class:`~scrub.Result` keeps holds :meth:`RunOptions.record`, and :func:`scrub.reproduce` rebuilds
@@ -47,14 +47,15 @@ def _int_option(name: str, value, lo: int, hi: int | None, why: str = "") -> int
 
 
 def check_run_options(
-    *, seed=0, n_seeds=1, batch_size=None, n_boot=1000, device=None, progress=None
+    *, seed=0, n_seeds=1, batch_size=None, n_boot=1000, device=None, progress=None, ray=None
 ) -> dict[str, Any]:
     """Validate run options before anything runs; returns them normalised (numpy ints as ints).
 
     Raises :class:`~scrub.RunOptionsError` naming the option: ``seed`` a non-negative int (not a
     bool), ``n_seeds`` an int in ``1..MAX_SEEDS``, ``batch_size`` None or a positive int, ``n_boot``
     an int of at least :data:`~scrub._result.MIN_BOOT`, ``device`` None, a string or a torch.device
-    that is available here (not ``'meta'``), ``progress`` None or a bool.
+    that is available here (not ``'meta'``), ``progress`` None or a bool, ``ray`` None, ``"auto"``
+    or a cluster address (``HOST:PORT`` or ``ray://HOST:PORT``).
     """
     out = {
         "seed": _int_option("seed", seed, 0, None),
@@ -73,7 +74,25 @@ def check_run_options(
     if progress is not None and not isinstance(progress, (bool, np.bool_)):
         raise RunOptionsError(f"progress must be True, False or None, got {type(progress).__name__} {progress!r}")
     out["progress"] = None if progress is None else bool(progress)
+    out["ray"] = _cluster_option(ray)
     return out
+
+
+def _cluster_option(ray) -> str | None:
+    if ray is None:
+        return None
+    if not isinstance(ray, str) or not ray.strip() or any(c.isspace() for c in ray.strip()):
+        raise RunOptionsError(
+            f"ray must be None, 'auto' or a Ray cluster address such as '10.0.0.5:6379', got {type(ray).__name__} {ray!r}"
+        )
+    ray = ray.strip()
+    host, _, port = ray.removeprefix("ray://").rpartition(":")
+    if ray != "auto" and not (host and port.isdigit()):
+        raise RunOptionsError(
+            f"ray={ray!r}: a cluster address is HOST:PORT (the address `ray start --head` prints, e.g. "
+            "'10.0.0.5:6379'), ray://HOST:PORT (Ray Client) or 'auto' (the cluster started on this machine, or RAY_ADDRESS)"
+        )
+    return ray
 
 
 @dataclass(frozen=True)
@@ -92,6 +111,10 @@ class RunOptions:
             :class:`~scrub.Mean` / :class:`~scrub.Zero`: unclaimed inputs take each component's
             mean output over the dataset (per position) or zero. **Not causal scrubbing**: results
             say so in their summary, record and report.
+        ray: run the scrubbed forward passes on a Ray cluster (``pip install 'scrub[ray]'``):
+            ``"auto"`` (the cluster started on this machine, or ``RAY_ADDRESS``) or its address
+            ``HOST:PORT``; None runs here. The scores are the same bit for bit; the result's
+            ``record["ran_on"]`` says where it ran (see the distributed page of the docs).
     """
 
     seed: int = 0
@@ -102,12 +125,13 @@ class RunOptions:
     progress: bool | None = None
     n_boot: int = 1000
     ablation: Ablation | None = None
+    ray: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ablation", check_ablation(self.ablation))
         opts = check_run_options(seed=self.seed, n_seeds=self.n_seeds, batch_size=self.batch_size, n_boot=self.n_boot,
-                                 device=self.device, progress=self.progress)
-        for key in ("seed", "n_seeds", "batch_size", "n_boot", "progress"):
+                                 device=self.device, progress=self.progress, ray=self.ray)
+        for key in ("seed", "n_seeds", "batch_size", "n_boot", "progress", "ray"):
             object.__setattr__(self, key, opts[key])
         object.__setattr__(self, "device", None if opts["device"] is None else str(opts["device"]))
         if isinstance(self.metric, str) and self.metric not in METRICS:
@@ -130,7 +154,8 @@ class RunOptions:
         return dataclasses.replace(self, **changes)
 
     def record(self) -> dict[str, Any]:
-        """The options as the reproduction record stores them (a custom metric by its name)."""
+        """The options as the reproduction record stores them (a custom metric by its name; not ``ray``
+        or ``device``: where a run ran does not change its score)."""
         out = {"seed": self.seed, "n_seeds": self.n_seeds, "metric": metric_name(self.metric),
                "batch_size": self.batch_size, "n_boot": self.n_boot}
         if self.ablation is not None:  # only when set: records of causal scrubbing runs are unchanged

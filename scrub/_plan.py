@@ -90,6 +90,22 @@ class Plan:
     #: the number of instances of the unpruned tree (``len(instances)`` when nothing was pruned)
     unpruned_size: int = 0
 
+    # A plan is pickled to run on other processes (scrub._distributed). Two fields are keyed by
+    # id(node), which a copy does not keep: they travel keyed by node name (unique in a hypothesis)
+    # and are keyed again by the copy's nodes when it is unpickled.
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        name = {id(n): n.name for n in self.hypothesis.nodes()}
+        state["position_masks"] = {name[k]: v for k, v in self.position_masks.items()}
+        state["by_reference"] = frozenset(name[k] for k in self.by_reference)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        node = {n.name: n for n in state["hypothesis"].nodes()}
+        state["position_masks"] = {id(node[k]): v for k, v in state["position_masks"].items()}
+        state["by_reference"] = frozenset(id(node[k]) for k in state["by_reference"])
+        self.__dict__.update(state)
+
     @property
     def root(self) -> Instance:
         return self.instances[0]

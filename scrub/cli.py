@@ -68,6 +68,9 @@ _JSON = typer.Option(None, "--json", help="write the results as JSON (readable b
 _CSV = typer.Option(None, "--csv", help="write the results as CSV", dir_okay=False)
 _COMPARE = typer.Option(None, "--compare", exists=True, dir_okay=False,
                         help="an earlier --json file: flag cases whose score moved more than their intervals allow")
+_RAY = typer.Option(None, "--ray", metavar="auto|ADDRESS",
+                    help="score on a Ray cluster (pip install 'scrub[ray]'): auto (the cluster this machine belongs to, "
+                    "or RAY_ADDRESS) or the HOST:PORT that `ray start --head` printed; the scores are the same")
 
 
 @app.command("run")
@@ -83,6 +86,7 @@ def run_one(
     csv_path: Path | None = _CSV,
     compare_path: Path | None = _COMPARE,
     html: Path | None = typer.Option(None, "--html", dir_okay=False, help="write an HTML report of the result"),
+    ray: str | None = _RAY,
 ) -> None:
     """Score one hypothesis: a Case, a hypothesis function next to load_model()/make_data(n, seed), or a case name.
 
@@ -98,14 +102,15 @@ def run_one(
     except SuiteError as exc:
         _usage(str(exc), "TARGET")
     _check_paths(json_path, csv_path, html, compare_path)
+    _connect(ray)
     with _progress(err) as bar:
         task = bar.add_task(f"scoring {case.name}", total=None)
         cache: dict = {}
-        outcome = run_suite([case], n=n, n_seeds=seeds, seed=seed, source=target, cache=cache)
+        outcome = run_suite([case], n=n, n_seeds=seeds, seed=seed, source=target, cache=cache, ray=ray)
         cr = outcome.cases[0]
         table = None
         if cr.result is not None and (breakdown or (breakdown is None and html is not None)):
-            table = _breakdown(cr, cache, bar, task)
+            table = _breakdown(cr, cache, bar, task, ray)
     r = cr.result
     if r is None:
         err.print(f"[bold red]{cr.status}[/]: {cr.message}")
@@ -190,6 +195,7 @@ def run_suite_cmd(
     compare_path: Path | None = _COMPARE,
     html: Path | None = typer.Option(None, "--html", file_okay=False,
                                         help="write one HTML report per case into this directory"),
+    ray: str | None = _RAY,
 ) -> None:
     """Run every case of a suite and print a table; exit 1 when any case leaves its expected range."""
     from scrub.suite import SuiteError, compare, load_suite, run_suite, select
@@ -204,6 +210,7 @@ def run_suite_cmd(
     if not cases:
         err.print(f"[bold red]no cases[/] in {path}" + (f" match -k {' -k '.join(k)}" if k else ""))
         raise typer.Exit(1)
+    _connect(ray)
     with _progress(err) as bar:
         task = bar.add_task("suite", total=len(cases))
 
@@ -211,7 +218,7 @@ def run_suite_cmd(
             bar.update(task, description=case.name)
 
         outcome = run_suite(cases, n=n, n_seeds=seeds, seed=seed, source=str(path), on_start=start,
-                            on_done=lambda _: bar.advance(task))
+                            on_done=lambda _: bar.advance(task), ray=ray)
     diff = compare(outcome, compare_path) if compare_path is not None else None
     table = _suite_table(outcome.cases, diff, title=f"scrub suite {path}")
     # never squeeze the table below its natural width (that would truncate numbers): let it overflow
@@ -328,6 +335,22 @@ def _check_paths(json_path, csv_path, html, compare_path) -> None:
             _usage(str(exc), "--compare")
 
 
+def _connect(ray: str | None) -> None:
+    """With --ray, connect before anything runs: a cluster that does not answer is a usage error (exit 2)."""
+    if ray is None:
+        return
+    from scrub._distributed import connect
+    from scrub._options import RunOptions
+    from scrub.errors import ClusterError, RunOptionsError
+
+    try:
+        address = RunOptions(ray=ray).ray
+        assert address is not None
+        connect(address)
+    except (ClusterError, RunOptionsError) as exc:
+        _usage(str(exc), "--ray")
+
+
 def _quiet() -> None:
     warnings.filterwarnings("ignore", message="Moving model")
 
@@ -352,7 +375,7 @@ def _progress(console: Console):
         yield bar
 
 
-def _breakdown(cr: CaseResult, cache: dict, bar, task) -> pd.DataFrame:
+def _breakdown(cr: CaseResult, cache: dict, bar, task, ray: str | None = None) -> pd.DataFrame:
     from scrub._breakdown import breakdown
 
     case, r = cr.case, cr.result
@@ -360,7 +383,7 @@ def _breakdown(cr: CaseResult, cache: dict, bar, task) -> pd.DataFrame:
     bar.update(task, total=1, completed=0)
     model, data = case.load(n=cr.n, cache=cache)
     table = breakdown(model, r.spec, data, full=r, seed=cr.seed, n_seeds=cr.n_seeds, metric=case.metric,
-                      baseline=None if case.baseline is None else case.baseline(),
+                      baseline=None if case.baseline is None else case.baseline(), ray=ray,
                       on_step=lambda label: bar.update(task, description=f"breakdown: {label}"))
     bar.update(task, completed=1)
     return table

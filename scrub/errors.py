@@ -21,6 +21,7 @@ __all__ = [
     "CheckpointError",
     "ExecutionError",
     "ReproductionError",
+    "ClusterError",
 ]
 
 
@@ -70,3 +71,7 @@ class ExecutionError(ScrubError, RuntimeError):
 
 class ReproductionError(ScrubError, ValueError):
     """A run's record does not match the model, data or hypothesis given to reproduce it, or the rerun's score."""
+
+
+class ClusterError(ScrubError, RuntimeError):
+    """A Ray cluster (``ray=``) that cannot be reached, is not installed, or lost work it could not retry."""

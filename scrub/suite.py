@@ -143,15 +143,17 @@ class Case:
         seed: int | None = None,
         progress: bool | None = False,
         cache: dict | None = None,
+        ray: str | None = None,
     ) -> Result:
         """Score the case: :func:`scrub.run` on its model, data and hypothesis.
 
         ``n``, ``n_seeds`` and ``seed`` override the case's own. ``cache`` (any dict, shared
-        between calls) keeps loaded models and made data, keyed by loader and size.
+        between calls) keeps loaded models and made data, keyed by loader and size. ``ray``
+        scores on a Ray cluster (as for :func:`scrub.run`).
         """
         from scrub._experiment import run
 
-        opts = self.options(n_seeds=n_seeds, seed=seed, progress=progress)
+        opts = self.options(n_seeds=n_seeds, seed=seed, progress=progress, ray=ray)
         model, data = self.load(n=n, cache=cache)
         hypothesis = self.hypothesis()
         if not isinstance(hypothesis, Hypothesis):
@@ -160,10 +162,11 @@ class Case:
             )
         return run(model, hypothesis, data, options=opts, baseline=None if self.baseline is None else self.baseline())
 
-    def options(self, *, n_seeds: int | None = None, seed: int | None = None, progress: bool | None = False) -> RunOptions:
+    def options(self, *, n_seeds: int | None = None, seed: int | None = None, progress: bool | None = False,
+                ray: str | None = None) -> RunOptions:
         """The :class:`~scrub.RunOptions` the case is scored with (``n_seeds`` and ``seed`` override its own)."""
         return RunOptions(seed=self.seed if seed is None else seed, n_seeds=self.n_seeds if n_seeds is None else n_seeds,
-                          metric=self.metric, progress=progress)
+                          metric=self.metric, progress=progress, ray=ray)
 
 
 @dataclass
@@ -463,12 +466,21 @@ def run_suite(
     on_start: Callable[[Case], None] | None = None,
     on_done: Callable[[CaseResult], None] | None = None,
     cache: dict | None = None,
+    ray: str | None = None,
 ) -> SuiteResult:
     """Run every case (``n``, ``n_seeds``, ``seed`` override the cases' own), models and data
     loaded once per loader. A case that raises is recorded as ``"error"``; the run goes on.
     ``on_start``/``on_done`` are called around each case (progress bars); ``cache`` (a dict) keeps
-    the loaded models and data for the caller."""
+    the loaded models and data for the caller. ``ray`` (``"auto"`` or ``HOST:PORT``) scores every
+    case on that Ray cluster (see :func:`scrub.run`); it is connected to before any case runs, and a
+    cluster that does not answer raises :class:`~scrub.ClusterError` instead of failing every case."""
     cache = {} if cache is None else cache
+    if ray is not None:
+        from scrub._distributed import connect
+
+        address = RunOptions(ray=ray).ray  # validated: "auto", HOST:PORT or ray://HOST:PORT
+        assert address is not None
+        connect(address)
     out: list[CaseResult] = []
     for case in cases:
         if on_start is not None:
@@ -481,7 +493,7 @@ def run_suite(
             if reason:
                 status, message = "skip", reason
             else:
-                result = case.run(n=used[0], n_seeds=used[1], seed=used[2], cache=cache)
+                result = case.run(n=used[0], n_seeds=used[1], seed=used[2], cache=cache, ray=ray)
                 lo, hi = case.expected
                 if case.contains(result.loss_recovered):
                     status = "pass"
