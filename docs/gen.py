@@ -133,11 +133,12 @@ def bench_table(path: Path | None = None) -> str:
 
 
 def bench_headline(path: Path | None = None) -> str:
-    """The figures with a target: the executor's overhead, its speed-up, the scaling slope."""
+    """The figures with a target: the executor's overhead, its speed-up, the scaling slope; and the
+    forward-pass equivalents of every case."""
     rows = _read_csv(path or _summary_path())
     keep = [
         r for r in rows
-        if "target" in r["metric"] or r["figure"] == "scaling" or r["metric"].startswith("speed-up vs oracle")
+        if "target" in r["metric"] or r["figure"] == "scaling" or r["metric"].startswith(("speed-up vs oracle", "forward-pass"))
     ]
     out = ["| figure | case | median | min..max |", "|---|---|---:|---|"]
     for r in keep:
