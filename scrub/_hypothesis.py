@@ -420,26 +420,7 @@ def _neurons(neurons, models: list[str], node: str) -> tuple[int, ...]:
             f"node {node!r}: neurons= selects neurons of one MLP, so model= must be a single MLP such as 'm1'; "
             f"got {models} (attention heads, embeddings and residual sites have no neurons)"
         )
-    if isinstance(neurons, (str, bytes, Mapping)) or _scalar_int(neurons) is not None:
-        raise HypothesisError(f"node {node!r}: neurons= must be a list of ints, got {type(neurons).__name__} {neurons!r}")
-    if isinstance(neurons, (torch.Tensor, np.ndarray)):
-        arr = neurons.detach().cpu().numpy() if isinstance(neurons, torch.Tensor) else neurons
-        if arr.ndim != 1 or arr.dtype.kind == "b":
-            raise HypothesisError(f"node {node!r}: neurons= must be a 1-d list of ints (neuron indices), got an array "
-                                  f"of shape {arr.shape} and dtype {arr.dtype}")
-        items = list(arr)
-    elif isinstance(neurons, (Sequence, set, frozenset, range)):
-        items = list(neurons)
-    else:
-        raise HypothesisError(f"node {node!r}: neurons= must be a list of ints, got {type(neurons).__name__}")
-    out = []
-    for v in items:
-        i = _scalar_int(v)
-        if i is None or i < 0:
-            raise HypothesisError(
-                f"node {node!r}: neurons= must hold non-negative ints (neuron indices); got {type(v).__name__} {v!r}"
-            )
-        out.append(i)
+    out = _int_list(neurons, node, "neurons", "a list of ints (neuron indices)", "non-negative ints (neuron indices)")
     if not out:
         raise HypothesisError(f"node {node!r}: neurons= is empty, which claims nothing; leave it out to claim the whole MLP")
     if len(set(out)) != len(out):
@@ -476,6 +457,34 @@ def _strings(value, node: str, arg: str, valid: str) -> list[str]:
     return items
 
 
+def _int_list(value, node: str, arg: str, what: str, holds: str, negative: bool = False, hint: str = "") -> list[int]:
+    """``value`` (a sequence, or a 1-d integer array or tensor) as a list of ints, or a HypothesisError
+    naming ``node`` and ``arg=``. Floats, strings and bools are refused rather than cast, and so are
+    negative ints unless ``negative``."""
+    if isinstance(value, (str, bytes, Mapping)) or _scalar_int(value) is not None:
+        raise HypothesisError(f"node {node!r}: {arg}= must be {what}, got {type(value).__name__} {value!r}")
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+        if arr.ndim != 1 or arr.dtype.kind == "b":
+            raise HypothesisError(
+                f"node {node!r}: {arg}= must be {what}, got an array of shape {arr.shape} and dtype {arr.dtype}"
+            )
+        items = list(arr)
+    elif isinstance(value, (Sequence, set, frozenset, range)):
+        items = list(value)
+    else:
+        raise HypothesisError(f"node {node!r}: {arg}= must be {what}, got {type(value).__name__}")
+    out = []
+    for v in items:
+        i = _scalar_int(v)
+        if i is None or (i < 0 and not negative):
+            raise HypothesisError(
+                f"node {node!r}: {arg}= must hold {holds}; got {type(v).__name__} {v!r}{hint}"
+            )
+        out.append(i)
+    return out
+
+
 def _static_positions(positions, node: str):
     """A static ``positions=`` as a tuple of ints (a function is kept as it is; it is checked on the data).
 
@@ -487,32 +496,13 @@ def _static_positions(positions, node: str):
     """
     if positions is None or callable(positions):
         return positions
-    what = "a list of ints (sequence positions) or a function of the data"
-    if isinstance(positions, (str, bytes, Mapping)) or _scalar_int(positions) is not None:
-        raise HypothesisError(f"node {node!r}: positions= must be {what}, got {type(positions).__name__} {positions!r}")
-    if isinstance(positions, (torch.Tensor, np.ndarray)):
-        arr = positions.detach().cpu().numpy() if isinstance(positions, torch.Tensor) else positions
-        if arr.dtype.kind == "b":
-            raise HypothesisError(
-                f"node {node!r}: positions= is a boolean array; pass the positions it selects "
-                "(np.flatnonzero(mask).tolist()) or a function of the data returning an [N, T] mask"
-            )
-        if arr.ndim != 1:
-            raise HypothesisError(f"node {node!r}: positions= must be {what}, got an array of shape {arr.shape}")
-        items = list(arr)
-    elif isinstance(positions, (Sequence, set, frozenset)):
-        items = list(positions)
-    else:
-        raise HypothesisError(f"node {node!r}: positions= must be {what}, got {type(positions).__name__}")
-    out = []
-    for p in items:
-        v = _scalar_int(p)
-        if v is None:
-            raise HypothesisError(
-                f"node {node!r}: positions= must hold ints only; got {type(p).__name__} {p!r} "
-                "(floats, strings and bools are not positions)"
-            )
-        out.append(v)
+    if isinstance(positions, (torch.Tensor, np.ndarray)) and positions.dtype in (torch.bool, np.bool_):
+        raise HypothesisError(
+            f"node {node!r}: positions= is a boolean array; pass the positions it selects "
+            "(np.flatnonzero(mask).tolist()) or a function of the data returning an [N, T] mask"
+        )
+    out = _int_list(positions, node, "positions", "a list of ints (sequence positions) or a function of the data",
+                    "ints only", negative=True, hint=" (floats, strings and bools are not positions)")
     if not out:
         raise HypothesisError(
             f"node {node!r}: positions= is empty, which claims nothing; leave it out to claim every position"

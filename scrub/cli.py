@@ -93,14 +93,11 @@ def run_one(
     MODULE is a dotted module name or a path to a .py file. Examples:
     scrub run hypotheses.induction.hypotheses:naive; scrub run hypotheses:induction/naive.
     """
-    from scrub.suite import SuiteError, find_case, run_suite
+    from scrub.suite import run_suite
 
     _quiet()
     console, err = _consoles()
-    try:
-        case = find_case(target)
-    except SuiteError as exc:
-        _usage(str(exc), "TARGET")
+    case = _case(target)
     _check_paths(json_path, csv_path, html, compare_path)
     _connect(ray)
     with _progress(err) as bar:
@@ -273,14 +270,10 @@ def controls_cmd(
     import json
 
     from scrub._controls import KINDS, controls
-    from scrub.suite import SuiteError, find_case
 
     _quiet()
     console, err = _consoles()
-    try:
-        case = find_case(target)
-    except SuiteError as exc:
-        _usage(str(exc), "TARGET")
+    case = _case(target)
     bad = [k for k in kinds or [] if k not in KINDS]
     if bad:
         _usage(f"{bad[0]!r} is not a kind of random hypothesis; choose from {', '.join(KINDS)}", "--kind")
@@ -310,6 +303,16 @@ def controls_cmd(
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def _case(target: str):
+    """The suite case ``target`` names, or a usage error naming TARGET."""
+    from scrub.suite import SuiteError, find_case
+
+    try:
+        return find_case(target)
+    except SuiteError as exc:
+        _usage(str(exc), "TARGET")
+
+
 def _usage(message: str, param: str) -> NoReturn:
     """A usage mistake: one line on stderr naming the argument, exit status 2."""
     typer.echo(f"Error: {param}: " + " ".join(message.split()), err=True)
