@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -202,8 +203,8 @@ class EdgePatcher:
 
 def edge_attribution(
     model, data: Dataset, *, metric: Metric = "loss", corrupted: Dataset | None = None, seed: int = 0,
-    edges: Iterable[Edge] | None = None, batch_size: int = 512,
-) -> dict[Edge, float]:
+    edges: Iterable[Edge] | None = None, batch_size: int = 512, by_position: bool = False,
+) -> dict[Edge, Any]:
     """Edge attribution patching: a first-order estimate of each edge's effect on the loss.
 
     Args:
@@ -212,18 +213,21 @@ def edge_attribution(
         metric: as for :func:`scrub.run` (``"loss"``, ``"kl"``, ``"accuracy"`` is not differentiable
             and is scored as ``"loss"``, or a function ``(logits, data) -> [N]``).
         edges: the edges to score (default: every edge of the model's graph).
+        by_position: score each edge at each sequence position (where ``up``'s output enters
+            ``node.port``) instead of summed over positions.
 
     Returns:
         ``{(up, node, port): score}``: the estimated increase of the mean loss when the edge is
-        patched to the corrupted run (large ``|score|``: an important edge). Costs one clean pass,
-        one corrupted pass and one backward pass over the data.
+        patched to the corrupted run (large ``|score|``: an important edge); with
+        ``by_position``, a ``[T]`` array per edge. Costs one clean pass, one corrupted pass and
+        one backward pass over the data.
     """
     patcher = EdgePatcher(model)
     check_metric(metric, data)
     metric = "loss" if metric == "accuracy" else metric
     all_edges = edges_of(patcher.graph) if edges is None else list(edges)
     corrupted = corrupt(data, seed) if corrupted is None else corrupted
-    total = {e: 0.0 for e in all_edges}
+    total: dict[Edge, Any] = {e: np.zeros(data.seq_len) if by_position else 0.0 for e in all_edges}
     ports = sorted({(n, p) for _, n, p in all_edges})
     n = len(data)
     for start in range(0, n, batch_size):
@@ -242,5 +246,9 @@ def edge_attribution(
         with torch.no_grad():
             for up, node, port in all_edges:
                 diff = corr[up] - res.outputs[up].detach()
-                total[(up, node, port)] += float((diff * grad[(node, port)]).sum())
+                prod = diff * grad[(node, port)]
+                if by_position:
+                    total[(up, node, port)] += prod.sum((0, 2)).double().numpy()
+                else:
+                    total[(up, node, port)] += float(prod.sum())
     return total

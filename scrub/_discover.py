@@ -8,7 +8,10 @@ fraction of loss recovered) and many candidates are scored in one :func:`scrub.r
 
 1. **components**: each unit is a component with all its outgoing edges;
 2. **edges** (``granularity="port"``): each unit is one edge ``up -> node.port`` between the
-   components kept by step 1.
+   components kept by step 1;
+3. **positions** (``granularity="position"``): each unit is one kept edge at one sequence
+   position of its sender's output (ranked by per-position attribution); an edge keeps the
+   positions it is needed at (``positions=`` on its node) and goes when none is left.
 
 At each step the units are pre-ranked (``pre_rank="attribution"``: edge attribution patching, one
 gradient pass; ``"order"``: the graph order, output first) and pruned in two phases: *galloping*
@@ -30,9 +33,9 @@ weights; shuffled labels).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -50,9 +53,9 @@ from scrub.errors import BaselineError, DatasetError, RunOptionsError, ScrubErro
 
 __all__ = ["discover", "Discovery", "hypothesis_from_edges", "claimed_edges", "roc_auc", "GRANULARITIES"]
 
-#: What a claim can be: a whole component (with all its outgoing edges), or one edge into one port.
-#: Positions, neurons and subspaces are not searched yet.
-GRANULARITIES = ("component", "port")
+#: What a claim can be: a whole component (with all its outgoing edges), one edge into one port, or
+#: one edge at one sequence position. Neurons and subspaces are not searched yet.
+GRANULARITIES = ("component", "port", "position")
 PRE_RANKS = ("attribution", "order")
 #: Cumulative removals scored per batch in the second pruning phase.
 WINDOW = 8
@@ -62,7 +65,8 @@ WINDOW = 8
 # Hypotheses from edge sets
 
 
-def hypothesis_from_edges(graph: ModelGraph, kept, *, name: str = "discovered", features=None) -> Hypothesis:
+def hypothesis_from_edges(graph: ModelGraph, kept, *, name: str = "discovered", features=None,
+                          positions: Mapping[Edge, Sequence[int]] | None = None) -> Hypothesis:
     """The hypothesis claiming exactly the edges ``kept`` (``(up, node, port)`` triples) reachable from the output.
 
     One interpretation node per ``(component, ports it feeds its parent through)``, shared by
@@ -70,35 +74,41 @@ def hypothesis_from_edges(graph: ModelGraph, kept, *, name: str = "discovered", 
     input is claimed, recursively down to the embeddings, is a leaf (a leaf is run on its own
     example all the way down, which claims exactly that); one with no claimed input is ``open``
     (every input from the random context). ``features`` maps node names to their ``agree=``
-    (default :class:`~scrub.Exact`).
+    (default :class:`~scrub.Exact`). ``positions`` restricts edges to the sequence positions
+    (of ``up``'s output, where it enters ``node.port``) they are claimed at; an edge not in it is
+    claimed at every position. Ports of one component restricted alike share a node, named
+    ``"up (ports) @positions"``.
     """
     kept = frozenset(kept)
     features = features or {}
+    where = {e: tuple(sorted(set(int(t) for t in ps))) for e, ps in (positions or {}).items()}
     memo: dict[str, bool] = {}
 
     def complete(c: str) -> bool:
         if c not in memo:
             memo[c] = c in graph.inputs or all(
-                (u, c, p) in kept and complete(u) for p in graph.ports(c) for u in graph.upstream(c, p)
+                (u, c, p) in kept and (u, c, p) not in where and complete(u)
+                for p in graph.ports(c) for u in graph.upstream(c, p)
             )
         return memo[c]
 
     h = Hypothesis(name)
-    made: dict[tuple[str, tuple[str, ...]], Node] = {}
+    made: dict[tuple[str, tuple[str, ...], tuple[int, ...] | None], Node] = {}
 
     def expand(parent: Node, c: str) -> None:
-        by_up: dict[str, list[str]] = {}
+        by_up: dict[tuple[str, tuple[int, ...] | None], list[str]] = {}
         for p in graph.ports(c):
             for u in graph.upstream(c, p):
-                if (u, c, p) in kept:
-                    by_up.setdefault(u, []).append(p)
-        for u, ports in by_up.items():
-            key = (u, tuple(ports))
+                if (u, c, p) in kept and where.get((u, c, p)) != ():
+                    by_up.setdefault((u, where.get((u, c, p))), []).append(p)
+        for (u, at), ports in by_up.items():
+            key = (u, tuple(ports), at)
             if key in made:
                 parent.add(made[key])
                 continue
-            nm = f"{u} ({'|'.join(ports)})"
-            child = parent.add(nm, model=u, port=list(ports), agree=features.get(nm, Exact()))
+            nm = f"{u} ({'|'.join(ports)})" + ("" if at is None else f" @{','.join(map(str, at))}")
+            child = parent.add(nm, model=u, port=list(ports), positions=None if at is None else list(at),
+                               agree=features.get(nm, Exact()))
             made[key] = child
             if not complete(u):
                 expand(child, u)
@@ -136,12 +146,15 @@ def claimed_edges(hypothesis: Hypothesis, graph: ModelGraph) -> set[Edge]:
     return out
 
 
-def _reachable(graph: ModelGraph, kept: frozenset[Edge]) -> frozenset[Edge]:
+_A = TypeVar("_A", bound=tuple)
+
+
+def _reachable(graph: ModelGraph, kept: frozenset[_A]) -> frozenset[_A]:
     """The edges of ``kept`` on a path to the output."""
-    into: dict[str, list[Edge]] = {}
+    into: dict[str, list[_A]] = {}
     for e in kept:
         into.setdefault(e[1], []).append(e)
-    out: set[Edge] = set()
+    out: set[_A] = set()
     stack, seen = ["out"], set()
     while stack:
         c = stack.pop()
@@ -178,6 +191,8 @@ class Discovery:
         hypothesis: the discovered :class:`~scrub.Hypothesis` (a normal one: run it, print it with
             ``describe()``, save it with :func:`scrub.to_python` / :func:`scrub.to_json`).
         edges: the edges ``(up, node, port)`` it claims.
+        positions: the edges claimed at some sequence positions only (``granularity="position"``),
+            with those positions (of the sender's output); every other edge is claimed at every position.
         score, ci: its fraction of loss recovered on the search split, with the 95% interval.
         held_out, held_out_ci: the same on the held-out split (None when there is none).
         threshold: the score it had to clear on the search split.
@@ -207,6 +222,7 @@ class Discovery:
     granularity: str
     curve: pd.DataFrame = field(repr=False)
     ranking: pd.DataFrame = field(repr=False)
+    positions: dict[Edge, tuple[int, ...]] = field(default_factory=dict)
     n_hypotheses: int = 0
     forward_passes: float = 0.0
     forward_equivalents: float = 0.0
@@ -218,7 +234,8 @@ class Discovery:
         """A few lines: size, scores, cost and the controls' verdict."""
         comps = sorted({e[0] for e in self.edges} | {e[1] for e in self.edges})
         lines = [
-            f"{self.hypothesis.name}: {len(self.edges)} edges over {len(comps)} components ({self.granularity} granularity)",
+            f"{self.hypothesis.name}: {len(self.edges)} edges over {len(comps)} components ({self.granularity} granularity)"
+            + (f", {len(self.positions)} of them at some positions only" if self.positions else ""),
             f"score {self.score:.3f} [{self.ci[0]:.3f}, {self.ci[1]:.3f}] on the search split (threshold {self.threshold})",
         ]
         if self.held_out is not None and self.held_out_ci is not None:
@@ -246,26 +263,52 @@ class _Scorer:
     def __init__(self, model, data: Dataset, graph: ModelGraph, opts: RunOptions, name: str) -> None:
         self.model, self.data, self.graph, self.opts, self.name = model, data, graph, opts, name
         self.count = 0
+        self.shared: dict = {}  # the clean run and the baseline, computed by the first batch only
 
-    def __call__(self, kept_sets: list[frozenset[Edge]], features: list[dict] | None = None, *,
+    def hypothesis(self, kept: frozenset, features: dict | None = None) -> Hypothesis:
+        """The hypothesis claiming ``kept``: edges, or (position stage) edges at positions ``(up, node, port, t)``."""
+        edges, positions = split_atoms(kept, self.data.seq_len)
+        return hypothesis_from_edges(self.graph, edges, name=self.name, features=features, positions=positions)
+
+    def __call__(self, kept_sets: list[frozenset], features: list[dict] | None = None, *,
                  final: bool = False) -> list[Any]:
         """Score the hypotheses claiming each edge set (intervals from the fewest bootstrap resamples unless ``final``)."""
-        from scrub._experiment import run_many
+        from scrub._experiment import fully_scrubbed, score_many
 
-        hyps = [hypothesis_from_edges(self.graph, k, name=self.name, features=(features or [None] * len(kept_sets))[i])
-                for i, k in enumerate(kept_sets)]
+        hyps = [self.hypothesis(k, (features or [None] * len(kept_sets))[i]) for i, k in enumerate(kept_sets)]
         self.count += len(hyps)
         opts = self.opts if final else self.opts.replace(n_boot=MIN_BOOT)
-        return run_many(self.model, hyps, self.data, options=opts)
+        return score_many(self.model, hyps, self.data, opts, fully_scrubbed(), shared=self.shared)
 
 
-def _prune(score: _Scorer, units: list[frozenset[Edge]], kept: frozenset[Edge], threshold: float,
-           curve: list[dict], stage: str, importance: dict[Edge, float]) -> frozenset[Edge]:
+def split_atoms(kept, seq_len: int) -> tuple[set[Edge], dict[Edge, tuple[int, ...]]]:
+    """Edges, and the positions of those claimed at fewer than all ``seq_len``, from a set of
+    edges ``(up, node, port)`` and edges at one position ``(up, node, port, t)``."""
+    edges: set[Edge] = set()
+    at: dict[Edge, set[int]] = {}
+    whole: set[Edge] = set()
+    for a in kept:
+        e = (a[0], a[1], a[2])
+        edges.add(e)
+        if len(a) == 4:
+            at.setdefault(e, set()).add(int(a[3]))
+        else:
+            whole.add(e)
+    positions = {e: tuple(sorted(ts)) for e, ts in at.items() if e not in whole and len(ts) < seq_len}
+    return edges, positions
+
+
+#: What the search keeps or removes: an edge, or (position stage) an edge at one position ``(up, node, port, t)``.
+Atom = Edge | tuple[str, str, str, int]
+
+
+def _prune(score: _Scorer, units: list[frozenset[Atom]], kept: frozenset[Atom], threshold: float,
+           curve: list[dict], stage: str, importance: dict[Any, float]) -> frozenset[Any]:
     """Remove units (in ranked order, least important first) while the score stays >= threshold."""
     graph = score.graph
 
-    def log(k: frozenset[Edge], r) -> None:
-        reach = _reachable(graph, k)
+    def log(k: frozenset[Atom], r) -> None:
+        reach = {e[:3] for e in _reachable(graph, k)}
         curve.append({"step": len(curve), "stage": stage, "n_edges": len(reach),
                       "n_components": len({e[0] for e in reach} | {e[1] for e in reach}),
                       "score": r.loss_recovered, "lo": r.ci[0], "hi": r.ci[1]})
@@ -273,7 +316,7 @@ def _prune(score: _Scorer, units: list[frozenset[Edge]], kept: frozenset[Edge], 
     # units removed by galloping rank below every unit scored alone (whose importance is 1 - score),
     # and those of a coarser stage below those of a finer one: a component dropped whole is the least
     # important; within a stage, the pre-ranking's order
-    base_rank = -4.0 if stage == "component" else -3.0
+    base_rank = {"component": -4.0, "port": -3.0}.get(stage, -2.0)
     i = 0
     # phase 1: galloping over the ranking
     while i < len(units):
@@ -341,7 +384,8 @@ def _search(model, data: Dataset, *, threshold: float, granularity: str, pre_ran
     with PassCounter(model) as counter:
         found = _search_counted(model, data, graph, threshold=threshold, granularity=granularity,
                                 pre_rank=pre_rank, opts=opts, name=name, features=features)
-    found["forward_passes"] = counter.passes(len(data)) + (2.0 if pre_rank == "attribution" else 0.0)  # + backward
+    backward = (2.0 if pre_rank == "attribution" else 0.0) * (2 if granularity == "position" else 1)
+    found["forward_passes"] = counter.passes(len(data)) + backward
     found["forward_equivalents"] = found["seconds"] / max(one_pass, 1e-9)
     return found
 
@@ -362,15 +406,18 @@ def _search_counted(model, data: Dataset, graph: ModelGraph, *, threshold: float
     comp_prior = {c: sum(prior[e] for e in out_edges[c]) for c in comps}
     ranked = sorted(comps, key=lambda c: (comp_prior[c], -graph.stage(c), c))
     kept = _prune(score, [out_edges[c] for c in ranked], kept, threshold, curve, "component", importance)
-    if granularity == "port":
+    if granularity in ("port", "position"):
         live = sorted(_reachable(graph, kept), key=lambda e: (prior[e], -order[e]))
         kept = _prune(score, [frozenset([e]) for e in live], kept, threshold, curve, "port", importance)
     kept = _reachable(graph, kept)
+    if granularity == "position":  # step 3: each kept edge at each position of its sender's output
+        kept = _position_stage(model, data, score, kept, threshold, curve, importance, pre_rank, opts, order)
     chosen: dict[str, Any] = {}
     if features:
         chosen = _synthesize(score, kept, list(features), threshold, curve)
-    final = hypothesis_from_edges(graph, kept, name=name, features=chosen)
+    final = score.hypothesis(kept, chosen)
     (result,) = score([kept], [chosen], final=True)
+    kept, positions = split_atoms(kept, data.seq_len)
     for e in kept:
         importance[e] = max(importance.get(e, 1.0), 1.0 - threshold + 1e-9)
     # an edge into a component that no kept edge reads was scored, if at all, with its sender's other
@@ -386,18 +433,44 @@ def _search_counted(model, data: Dataset, graph: ModelGraph, *, threshold: float
          "kept": e in kept, "pre_rank": prior[e]} for e in all_edges
     ])
     seconds = time.perf_counter() - t0
-    return {"hypothesis": final, "edges": set(kept), "result": result, "curve": pd.DataFrame(curve),
-            "ranking": ranking, "n_hypotheses": score.count, "seconds": seconds}
+    return {"hypothesis": final, "edges": set(kept), "positions": positions, "result": result,
+            "curve": pd.DataFrame(curve), "ranking": ranking, "n_hypotheses": score.count, "seconds": seconds}
+
+
+def _position_stage(model, data: Dataset, score: _Scorer, kept: frozenset[Any], threshold: float,
+                    curve: list[dict], importance: dict, pre_rank: str, opts: RunOptions,
+                    order: dict[Edge, int]) -> frozenset:
+    """Prune each kept edge position by position; an edge all of whose positions go is removed.
+
+    Returns the atoms kept: ``(up, node, port, t)``, one per edge and position of ``up``'s output.
+    """
+    t_len = data.seq_len
+    edges: list[Edge] = sorted(kept, key=lambda e: order[e])
+    prior: dict[tuple[str, str, str, int], float]
+    if pre_rank == "attribution":
+        by_pos = edge_attribution(model, data, metric=opts.metric, seed=opts.seed, edges=edges, by_position=True)
+        prior = {(*e, t): abs(float(by_pos[e][t])) for e in edges for t in range(t_len)}
+    else:  # the latest positions first, like the graph order
+        prior = {(*e, t): -float(order[e] * t_len + t) for e in edges for t in range(t_len)}
+    atoms = sorted(prior, key=lambda a: (prior[a], -order[(a[0], a[1], a[2])], -a[3]))
+    at_importance: dict = {}
+    left = _prune(score, [frozenset([a]) for a in atoms], frozenset(atoms), threshold, curve, "position",
+                  at_importance)
+    left = _reachable(score.graph, left)
+    for e in edges:  # an edge removed at every position matters as much as its most important one
+        if not any(a[:3] == e for a in left):
+            importance[e] = min(importance.get(e, 1.0), max(at_importance.get((*e, t), -2.0) for t in range(t_len)))
+    return left
 
 
 def _coarseness(feature, data: Dataset) -> int:
     return int(evaluate_feature(feature, data).n_values)
 
 
-def _synthesize(score: _Scorer, kept: frozenset[Edge], candidates: list, threshold: float,
+def _synthesize(score: _Scorer, kept: frozenset[Any], candidates: list, threshold: float,
                 curve: list[dict]) -> dict[str, Any]:
     """For each node, the coarsest candidate feature that keeps the score (singles, then cumulative)."""
-    hyp = hypothesis_from_edges(score.graph, kept)
+    hyp = score.hypothesis(kept)
     nodes = [n.name for n in hyp.nodes() if n is not hyp.root]
     ranked = sorted(candidates, key=lambda f: _coarseness(f, score.data))
     chosen: dict[str, Any] = {}
@@ -492,8 +565,10 @@ def discover(
             :class:`~scrub.Dataset` itself, or None to use no held-out split.
         threshold: the fraction of loss recovered the result must keep on the search split.
         granularity: ``"component"`` (claims are components, with every edge between kept ones)
-            or ``"port"`` (claims are single edges ``up -> node.port``, after a component pass).
-            Positions, neurons and subspaces are not searched yet.
+            or ``"port"`` (claims are single edges ``up -> node.port``, after a component pass) or
+            ``"position"`` (then each kept edge at each sequence position: the result's nodes
+            carry ``positions=``; positions are absolute, so use it on data whose positions line
+            up). Neurons and subspaces are not searched yet.
         pre_rank: how candidates are ordered before they are scored: ``"attribution"`` (edge
             attribution patching; models it supports) or ``"order"`` (output first, like ACDC).
         features: candidate features (column names or functions of the data) to put on the
@@ -520,8 +595,7 @@ def discover(
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
         raise RunOptionsError(f"discover: threshold must be a fraction of loss recovered in (0, 1], got {threshold!r}")
     if granularity not in GRANULARITIES:
-        more = " (positions, neurons and subspaces are not searched yet)" if granularity in (
-            "position", "neuron", "subspace") else ""
+        more = " (neurons and subspaces are not searched yet)" if granularity in ("neuron", "subspace") else ""
         raise RunOptionsError(f"discover: granularity must be one of {GRANULARITIES}, got {granularity!r}{more}")
     if pre_rank not in PRE_RANKS:
         raise RunOptionsError(f"discover: pre_rank must be one of {PRE_RANKS}, got {pre_rank!r}")
@@ -540,6 +614,7 @@ def discover(
     out = Discovery(
         hypothesis=found["hypothesis"], edges=found["edges"], score=res.loss_recovered, ci=res.ci, held_out=held,
         held_out_ci=held_ci, threshold=float(threshold), granularity=granularity, curve=found["curve"],
+        positions=found["positions"],
         ranking=found["ranking"], n_hypotheses=found["n_hypotheses"], forward_passes=found["forward_passes"],
         forward_equivalents=found["forward_equivalents"], seconds=found["seconds"],
     )

@@ -321,8 +321,49 @@ def _layout(plan: Plan, merge_attention: bool, ablated: bool = False) -> _Layout
                 ports = {p: cl for p, cl in ports.items() if cl}
             if ports or key == ("out",):
                 lay.patches[key].append((i, nodes, ports))
+    _share_clean_blocks(plan, lay)
     _split_passes(lay, g)
     return lay
+
+
+def _share_clean_blocks(plan: Plan, lay: _Layout) -> None:
+    """Run leaves whose blocks are the same clean computation once.
+
+    A leaf's block is a clean forward pass on its examples, read only through the store: two leaf
+    blocks with the same example for every reference (and the same per-position reads) compute the
+    same values, so they become one block. This is exact, and it matters where many leaves agree
+    with their parents exactly (``agree=Exact()``: every such leaf runs the reference itself, as in
+    the near-full hypotheses :func:`scrub.discover` scores). Blocks that are patched, or read as a
+    context (their rows are used inside another instance's pass), are never shared.
+    """
+    protected = set(lay.ctx.values()) | {lay.host[inst.index] for inst in plan.instances if not inst.is_leaf}
+    leaves = sorted({lay.host[inst.index] for inst in plan.instances if inst.is_leaf} - protected)
+    if len(leaves) < 2:
+        return
+    reads: dict[int, list] = defaultdict(list)
+    for (node, blk), at in lay.only_at.items():
+        reads[blk].append((node, at))
+    first: dict[tuple, int] = {}
+    canon: dict[int, int] = {}
+    for blk in leaves:
+        canon[blk] = first.setdefault((lay.block_examples[blk].tobytes(), tuple(sorted(reads[blk]))), blk)
+    if all(canon[b] == b for b in leaves):
+        return
+    kept = sorted({canon.get(b, b) for b in range(lay.n_blocks)})
+    new = {old: k for k, old in enumerate(kept)}
+
+    def move(b: int) -> int:
+        return new[canon.get(b, b)]
+
+    lay.host = {i: move(b) for i, b in lay.host.items()}
+    lay.ctx = {i: move(b) for i, b in lay.ctx.items()}
+    needs = defaultdict(set)
+    for node, blocks in lay.needs.items():
+        needs[node] = {move(b) for b in blocks}
+    lay.needs = needs
+    lay.only_at = {(node, move(b)): at for (node, b), at in lay.only_at.items()}
+    lay.site_of = {(layer, move(b)): entry for (layer, b), entry in lay.site_of.items()}
+    lay.block_examples = [lay.block_examples[b] for b in kept]
 
 
 def _stage_of(key: tuple, g: ModelGraph) -> int:

@@ -252,6 +252,18 @@ def run_many(
     baseline = fully_scrubbed() if baseline is None else _check_hypothesis(baseline, "baseline")
     opts = resolve_options(options, metric=metric, seed=seed, n_seeds=n_seeds, batch_size=batch_size, device=device,
                            progress=progress, n_boot=n_boot, ablation=ablation, ray=ray)
+    return score_many(model, hypotheses, data, opts, baseline)
+
+
+def score_many(model, hypotheses: list[Hypothesis], data: Dataset, opts: RunOptions, baseline: Hypothesis,
+               shared: dict | None = None) -> list[Result]:
+    """:func:`run_many` on checked hypotheses and resolved options.
+
+    ``shared``: a dict kept between calls on the same model, data, baseline and options (a search
+    scoring batch after batch, :func:`scrub.discover`): the clean run's logits and the baseline's
+    losses are computed by the first call and reused by the later ones (the same numbers the
+    later calls would compute).
+    """
     seed, n_seeds, batch_size, n_boot, metric = opts.seed, opts.n_seeds, opts.batch_size, opts.n_boot, opts.metric
     progress = opts.progress
     target: torch.device | None = opts.torch_device
@@ -284,7 +296,12 @@ def run_many(
             exc.add_note(f"while scoring {desc} on {len(data)} examples")
             raise
 
-    model_logits = _fitting(lambda b: run_clean(model, data, batch_size=b), rows, 1, model)
+    key = (id(model), id(data), hypothesis_fingerprint(baseline), metric_name(metric), tuple(seeds),
+           None if opts.ablation is None else opts.ablation.name)
+    if shared is not None and shared.get("key") == key:
+        model_logits = shared["model_logits"]
+    else:
+        model_logits = _fitting(lambda b: run_clean(model, data, batch_size=b), rows, 1, model)
     loss_model = per_example(metric, model_logits, data, model_logits)
     hyp_losses: list[list[np.ndarray]] = []
     if cluster is not None:  # every plan's passes on the cluster, in the chunks a local run makes
@@ -298,8 +315,12 @@ def run_many(
         ))
         loss_base = [next(losses) for _ in seeds]
         hyp_losses = [[next(losses) for _ in seeds] for _ in hypotheses]
+    elif shared is not None and shared.get("key") == key:
+        loss_base = shared["loss_base"]
     else:
         loss_base = [scrub(p, d) for p, d in zip(base_plans, base_descs, strict=True)]
+    if shared is not None:
+        shared.update(key=key, model_logits=model_logits, loss_base=loss_base)
     lm, lb = float(loss_model.mean()), float(np.mean(loss_base))
     if abs(lb - lm) <= 1e-6 * max(1.0, abs(lm)):  # float noise of an identical computation
         raise BaselineError(

@@ -220,7 +220,7 @@ def test_bad_arguments_are_refused(hist):
     with pytest.raises(RunOptionsError, match="threshold"):
         scrub.discover(model, data, threshold=1.5)
     with pytest.raises(RunOptionsError, match="not searched yet"):
-        scrub.discover(model, data, granularity="position")
+        scrub.discover(model, data, granularity="neuron")
     with pytest.raises(RunOptionsError, match="pre_rank"):
         scrub.discover(model, data, pre_rank="magic")
     with pytest.raises(HypothesisError, match="cannot be saved"):
@@ -244,3 +244,39 @@ def test_cli_discover(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert "4 edges over" in res.output and out.exists()
     assert scrub.from_json(out.read_text()).leaves()
+
+
+# -- position granularity ------------------------------------------------------------------
+
+
+def test_claiming_an_edge_at_every_position_is_claiming_it(hist):
+    """positions= listing every position claims the edge itself: the same score (to float rounding: the
+    nodes are then computed, not run clean as leaves), while dropping one position changes it."""
+    model, data, graph, truth = hist
+    every = {e: range(data.seq_len) for e in truth}
+    some = {e: range(data.seq_len - 1) for e in truth}  # the scored (last) position dropped: another hypothesis
+    h_edges = hypothesis_from_edges(graph, truth, name="edges")
+    h_every = hypothesis_from_edges(graph, truth, name="every", positions=every)
+    h_some = hypothesis_from_edges(graph, truth, name="some", positions=some)
+    assert {tuple(n.positions) for n in h_every.nodes() if n is not h_every.root} == {tuple(range(data.seq_len))}
+    assert any(list(n.positions or []) == [0, 1, 2, 3, 4] for n in h_some.nodes())
+    r_edges, r_every, r_some = scrub.run_many(model, [h_edges, h_every, h_some], data, metric=metric("hist"), seed=0,
+                                              n_boot=100)
+    assert r_every.loss_scrubbed == pytest.approx(r_edges.loss_scrubbed, rel=1e-6, abs=1e-9)
+    assert r_edges.loss_recovered == pytest.approx(1.0) and r_some.loss_recovered < 0.5
+
+
+@pytest.mark.parametrize(("target", "source"), [(5, 1), (4, 2), (2, 4)])
+def test_position_granularity_finds_the_mirrored_token_in_reverse(target, source):
+    """reverse at position t of a length-5 input is the token at 6 - t: the only edges kept are
+    the output reading the copying head at t, and that head's values reading that one token."""
+    model = zoo.load_model("reverse")
+    data = zoo.make_data("reverse", 200, seed=0, target_pos=target)
+    found = scrub.discover(model, data, metric=metric("reverse"), granularity="position", seed=0, n_boot=200,
+                           controls=False)
+    assert found.positions == {("a3.0", "out", "in"): (target,), ("embed", "a3.0", "v"): (source,)}
+    assert found.edges == {("a3.0", "out", "in"), ("embed", "a3.0", "v")}
+    assert found.score >= 0.95 and found.held_out is not None and found.held_out >= 0.95
+    assert sorted(list(n.positions) for n in found.hypothesis.nodes() if n is not found.hypothesis.root) == sorted(
+        [[target], [source]])
+    assert set(found.curve.stage) >= {"position"}
