@@ -107,6 +107,16 @@ def tracr(names):
         truth = claimed_edges(true_hypothesis(name), graph)
         needed = _needed(model, data, metric(name), graph, truth)
         r, c, _ = _compare(f"tracr/{name}", model, data, metric(name), truth)
+        p = scrub.discover(model, data, metric=metric(name), threshold=THRESHOLD, seed=0, n_boot=200,
+                           granularity="position", controls=False)
+        row = _row(f"tracr/{name}", "scrub (position granularity)", truth, p.edges, p.ranking, "importance",
+                   forward_passes=p.forward_passes, forward_equivalents=p.forward_equivalents, seconds=p.seconds,
+                   hypotheses_scored=p.n_hypotheses, score=p.score, held_out=p.held_out,
+                   positions="; ".join(f"{u}->{n}.{q} @{','.join(map(str, ts))}" for (u, n, q), ts in
+                                       sorted(p.positions.items())))
+        row["passes_vs_acdc"] = row["forward_passes"] / r[1]["forward_passes"]
+        r.append(row)
+        c.append(p.curve.assign(model=f"tracr/{name} (position)"))
         for row, edges in zip(r, _edge_sets, strict=True):
             row["n_needed"] = len(needed)
             row["recall_needed"] = len(edges & needed) / max(1, len(needed))
