@@ -1,10 +1,10 @@
 """Saving hypotheses: as Python source (:func:`to_python`) and as JSON (:func:`to_json`, :func:`from_json`).
 
-Everything a node holds is saved: name, model nodes, ports, positions, feature, ``open``, and the
-DAG's shape (a node attached to several parents is written once and attached again). A feature or
-``positions=`` function is saved by its importable name (``module:qualname``); a lambda, a nested
-function or one defined in ``__main__`` cannot be re-imported and is refused, as is a
-:class:`~scrub.Subspace` (its vectors are not text).
+Everything a node holds is saved: name, model nodes, ports, positions, feature, ``open``, neuron
+sets, subspaces (the basis written out in full, so it round-trips exactly) and the DAG's shape (a
+node attached to several parents is written once and attached again). A feature or ``positions=``
+function is saved by its importable name (``module:qualname``); a lambda, a nested function or one
+defined in ``__main__`` cannot be re-imported and is refused.
 
 >>> import scrub
 >>> h = scrub.Hypothesis("demo")
@@ -21,6 +21,7 @@ from typing import Any
 
 from scrub._hypothesis import Hypothesis, Node
 from scrub._sampling import Exact, Random
+from scrub._subspace import Subspace
 from scrub.errors import HypothesisError
 
 __all__ = ["to_python", "to_json", "from_json", "check_saveable"]
@@ -94,8 +95,6 @@ def _positions_json(p, where: str):
 
 def _node_json(n: Node, root: Node) -> dict[str, Any]:
     where = f"node {n.name!r}"
-    if n.subspace is not None:
-        raise HypothesisError(f"{where}: a subspace claim cannot be saved as text (its basis vectors are not named)")
     return {
         "name": n.name,
         "model": list(n.model),
@@ -104,6 +103,9 @@ def _node_json(n: Node, root: Node) -> dict[str, Any]:
         "agree": _feature_json(n.agree, where),
         "open": bool(n.open),
         "children": [c.name for c in n.children],
+        # only when set, so hypotheses without them save as before
+        **({"neurons": [int(i) for i in n.neurons]} if n.neurons is not None else {}),
+        **({"subspace": {"name": n.subspace.name, "basis": n.subspace.basis.tolist()}} if n.subspace is not None else {}),
         **({"root": True} if n is root else {}),
     }
 
@@ -112,7 +114,7 @@ def to_json(hypothesis: Hypothesis, indent: int | None = 1) -> str:
     """The hypothesis as JSON text (rebuild it with :func:`from_json`).
 
     Raises:
-        HypothesisError: a feature or positions function that is not importable by name, or a subspace.
+        HypothesisError: a feature or positions function that is not importable by name.
     """
     nodes = [_node_json(n, hypothesis.root) for n in hypothesis.nodes()]
     return json.dumps({"scrub_hypothesis": 1, "name": hypothesis.name, "nodes": nodes}, indent=indent)
@@ -140,7 +142,10 @@ def from_json(text: str) -> Hypothesis:
         where = f"node {name!r}"
         pos = d["positions"]
         pos = _resolve(pos["function"], where) if isinstance(pos, dict) else pos
-        node = parent.add(name, model=d["model"], port=d["port"], positions=pos, agree=_feature_from(d["agree"], where))
+        sub = d.get("subspace")
+        node = parent.add(name, model=d["model"], port=d["port"], positions=pos, agree=_feature_from(d["agree"], where),
+                          neurons=d.get("neurons"),
+                          subspace=None if sub is None else Subspace(sub["basis"], name=sub.get("name")))
         node.open = bool(d["open"])
         made[name] = node
         for c in d["children"]:
@@ -173,7 +178,7 @@ def to_python(hypothesis: Hypothesis, function: str = "hypothesis") -> str:
     """The hypothesis as Python source: a module defining ``function()`` that builds it.
 
     Raises:
-        HypothesisError: a feature or positions function that is not importable by name, or a subspace.
+        HypothesisError: a feature or positions function that is not importable by name.
     """
     imports: list[str] = []
     body: list[str] = []
@@ -213,6 +218,10 @@ def to_python(hypothesis: Hypothesis, function: str = "hypothesis") -> str:
                 args.append(f"positions={pos}")
             if not (isinstance(c.agree, Exact) or c.agree is Exact):
                 args.append(f"agree={ref(c.agree, where)}")
+            if c.neurons is not None:
+                args.append(f"neurons={[int(i) for i in c.neurons]!r}")
+            if c.subspace is not None:  # floats written by repr: the basis round-trips exactly
+                args.append(f"subspace=scrub.Subspace({c.subspace.basis.tolist()!r}, name={c.subspace.name!r})")
             body.append(f"    {v} = {var[id(n)]}.add({', '.join(args)})")
             if c.open:
                 body.append(f"    {v}.open = True")

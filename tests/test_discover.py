@@ -198,6 +198,28 @@ def test_python_and_json_round_trip(hist, hist_found, tmp_path, monkeypatch):
     assert a.loss_scrubbed == b.loss_scrubbed
 
 
+def test_neuron_sets_and_subspaces_round_trip_exactly(hist, tmp_path, monkeypatch):
+    """Neuron sets and subspaces are saved too (the basis in full): same fingerprint, same numbers."""
+    model, data, _, _ = hist
+    d = int(model.cfg.d_model)
+    basis = np.linalg.qr(np.random.default_rng(0).normal(size=(d, 3)))[0]
+    h = scrub.Hypothesis("variables")
+    top = h.output().add("m0 some", model="m0", neurons=[0, 2, 5])
+    top.add("a0 part", model="a0.0", subspace=scrub.Subspace(basis, name="s3"))
+    back = scrub.from_json(scrub.to_json(h))
+    assert hypothesis_fingerprint(back) == hypothesis_fingerprint(h)
+    assert back.describe() == h.describe() and "neurons" in scrub.to_json(h)
+    (tmp_path / "saved_variables.py").write_text(scrub.to_python(h))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        rebuilt = importlib.import_module("saved_variables").hypothesis()
+    finally:
+        sys.modules.pop("saved_variables", None)
+    assert hypothesis_fingerprint(rebuilt) == hypothesis_fingerprint(h)
+    a, b, c = scrub.run_many(model, [h, back, rebuilt], data, metric=metric("hist"), seed=0, n_boot=100)
+    assert a.loss_scrubbed == b.loss_scrubbed == c.loss_scrubbed
+
+
 def test_saving_functions_by_name_and_refusing_lambdas():
     from hypotheses.induction.hypotheses import previous_tokens
 
