@@ -96,41 +96,14 @@ def ablated_values(model, graph: ModelGraph, data: Dataset, ablation: Ablation, 
 
     arch = Architecture.of(model)
     t = data.seq_len
-    names: dict[str, str] = {"embed": A.HOOK_EMBED}
-    if "pos" in graph.inputs:
-        names["pos"] = A.HOOK_POS
-    for layer in range(graph.n_layers):
-        names[f"a{layer}" if graph.whole_layers else f"z{layer}"] = (
-            arch.hook_attn_out(layer) if graph.whole_layers else A.hook_z(layer))
-        if not graph.attn_only:
-            names[f"m{layer}"] = arch.hook_mlp_out(layer)
-            if not graph.whole_layers:
-                names[f"m{layer}:post"] = A.hook_mlp_post(layer)
     sums: dict[str, torch.Tensor] = {}
     count = torch.zeros(t, dtype=torch.float64)
-    with torch.inference_mode():
-        for start in range(0, len(data), batch_size):
-            idx = slice(start, min(len(data), start + batch_size))
-            tokens = data.tokens[idx].to(device)
-            mask = None if data.attention_mask is None else data.attention_mask[idx].to(device)
-            weight = torch.ones(tokens.shape, dtype=torch.float64, device=device) if mask is None else mask.double()
-            count += weight.sum(0).cpu()
-            seen: dict[str, torch.Tensor] = {}
-
-            def grab(key, seen=seen):
-                def fn(act, hook=None):
-                    seen[key] = act.detach()
-
-                return fn
-
-            kwargs = {} if mask is None else {"attention_mask": mask}
-            with model.hooks(fwd_hooks=[(h, grab(k)) for k, h in names.items()]):
-                model(tokens, **kwargs)
-            for key, x in seen.items():
-                x = x.expand(tokens.shape[0], *x.shape[1:]) if x.shape[0] == 1 else x
-                w = weight.reshape(weight.shape + (1,) * (x.ndim - 2))
-                s = (x.double() * w).sum(0).cpu()
-                sums[key] = s if key not in sums else sums[key] + s
+    for seen, weight in captured(model, graph, data, device, batch_size):
+        count += weight.sum(0).cpu()
+        for key, x in seen.items():
+            w = weight.reshape(weight.shape + (1,) * (x.ndim - 2))
+            s = (x.double() * w).sum(0).cpu()
+            sums[key] = s if key not in sums else sums[key] + s
     dtype = next(model.parameters()).dtype
     out: dict[str, torch.Tensor] = {}
     for key, s in sums.items():
@@ -146,6 +119,53 @@ def ablated_values(model, graph: ModelGraph, data: Dataset, ablation: Ablation, 
     for site in graph.sites:  # a site's fixed value is the sum over what lies below it
         out[site] = ablated_input(model, graph, out, site, "in")
     return out
+
+
+def output_hooks(model, graph: ModelGraph) -> dict[str, str]:
+    """Where each component's output is read: ``embed``, ``pos``, ``m{L}``, ``m{L}:post`` (neuron
+    activations) and per layer ``z{L}`` (every head's ``z``, ``[B, T, heads, d_head]``; a head's
+    output is ``z[:, :, h] @ W_O[h]``) or, for whole-layer graphs, ``a{L}``."""
+    from scrub._architecture import Architecture
+
+    arch = Architecture.of(model)
+    names: dict[str, str] = {"embed": A.HOOK_EMBED}
+    if "pos" in graph.inputs:
+        names["pos"] = A.HOOK_POS
+    for layer in range(graph.n_layers):
+        names[f"a{layer}" if graph.whole_layers else f"z{layer}"] = (
+            arch.hook_attn_out(layer) if graph.whole_layers else A.hook_z(layer))
+        if not graph.attn_only:
+            names[f"m{layer}"] = arch.hook_mlp_out(layer)
+            if not graph.whole_layers:
+                names[f"m{layer}:post"] = A.hook_mlp_post(layer)
+    return names
+
+
+def captured(model, graph: ModelGraph, data: Dataset, device, batch_size: int = 256, keys=None):
+    """Clean forward passes over ``data`` in batches: yields ``(outputs, weight)`` per batch, the
+    :func:`output_hooks` values (``keys`` of them, default all; broadcast to the batch) and a
+    ``[B, T]`` float64 weight (1 at real tokens, 0 at padding)."""
+    names = output_hooks(model, graph)
+    if keys is not None:
+        names = {k: v for k, v in names.items() if k in keys}
+    with torch.inference_mode():
+        for start in range(0, len(data), batch_size):
+            idx = slice(start, min(len(data), start + batch_size))
+            tokens = data.tokens[idx].to(device)
+            mask = None if data.attention_mask is None else data.attention_mask[idx].to(device)
+            weight = torch.ones(tokens.shape, dtype=torch.float64, device=device) if mask is None else mask.double()
+            seen: dict[str, torch.Tensor] = {}
+
+            def grab(key, seen=seen):
+                def fn(act, hook=None):
+                    seen[key] = act.detach()
+
+                return fn
+
+            kwargs = {} if mask is None else {"attention_mask": mask}
+            with model.hooks(fwd_hooks=[(h, grab(k)) for k, h in names.items()]):
+                model(tokens, **kwargs)
+            yield {k: x.expand(tokens.shape[0], *x.shape[1:]) if x.shape[0] == 1 else x for k, x in seen.items()}, weight
 
 
 def ablated_input(model, graph: ModelGraph, values: dict[str, torch.Tensor], node: str, port: str) -> torch.Tensor:

@@ -11,7 +11,10 @@ fraction of loss recovered) and many candidates are scored in one :func:`scrub.r
    components kept by step 1;
 3. **positions** (``granularity="position"``): each unit is one kept edge at one sequence
    position of its sender's output (ranked by per-position attribution); an edge keeps the
-   positions it is needed at (``positions=`` on its node) and goes when none is left.
+   positions it is needed at (``positions=`` on its node) and goes when none is left; or
+   **neurons** (``"neuron"``): each neuron of each kept MLP, ranked by the variance of what it adds
+   to the residual; or **subspaces** (``"subspace"``): each principal direction of each kept
+   sender's output, ranked by its variance (the node claims the span of those kept).
 
 At each step the units are pre-ranked (``pre_rank="attribution"``: edge attribution patching, one
 gradient pass; ``"order"``: the graph order, output first) and pruned in two phases: *galloping*
@@ -49,13 +52,14 @@ from scrub._metrics import Metric
 from scrub._options import RunOptions, resolve_options
 from scrub._result import MIN_BOOT
 from scrub._sampling import Exact, evaluate_feature
+from scrub._subspace import Subspace
 from scrub.errors import BaselineError, DatasetError, RunOptionsError, ScrubError
 
 __all__ = ["discover", "Discovery", "hypothesis_from_edges", "claimed_edges", "roc_auc", "GRANULARITIES"]
 
-#: What a claim can be: a whole component (with all its outgoing edges), one edge into one port, or
-#: one edge at one sequence position. Neurons and subspaces are not searched yet.
-GRANULARITIES = ("component", "port", "position")
+#: What a claim can be: a whole component (with all its outgoing edges), one edge into one port, one
+#: edge at one sequence position, or (on the kept edges) a sender's neurons or output directions.
+GRANULARITIES = ("component", "port", "position", "neuron", "subspace")
 PRE_RANKS = ("attribution", "order")
 #: Cumulative removals scored per batch in the second pruning phase.
 WINDOW = 8
@@ -66,7 +70,9 @@ WINDOW = 8
 
 
 def hypothesis_from_edges(graph: ModelGraph, kept, *, name: str = "discovered", features=None,
-                          positions: Mapping[Edge, Sequence[int]] | None = None) -> Hypothesis:
+                          positions: Mapping[Edge, Sequence[int]] | None = None,
+                          neurons: Mapping[str, Sequence[int]] | None = None,
+                          subspaces: Mapping[str, Subspace] | None = None) -> Hypothesis:
     """The hypothesis claiming exactly the edges ``kept`` (``(up, node, port)`` triples) reachable from the output.
 
     One interpretation node per ``(component, ports it feeds its parent through)``, shared by
@@ -77,11 +83,13 @@ def hypothesis_from_edges(graph: ModelGraph, kept, *, name: str = "discovered", 
     (default :class:`~scrub.Exact`). ``positions`` restricts edges to the sequence positions
     (of ``up``'s output, where it enters ``node.port``) they are claimed at; an edge not in it is
     claimed at every position. Ports of one component restricted alike share a node, named
-    ``"up (ports) @positions"``.
+    ``"up (ports) @positions"``. ``neurons`` and ``subspaces`` (by sender) claim only those neurons
+    of an MLP, or that subspace of a component's output, on every edge it sends.
     """
     kept = frozenset(kept)
     features = features or {}
     where = {e: tuple(sorted(set(int(t) for t in ps))) for e, ps in (positions or {}).items()}
+    neuron_sets, spaces = dict(neurons or {}), dict(subspaces or {})
     memo: dict[str, bool] = {}
 
     def complete(c: str) -> bool:
@@ -107,8 +115,11 @@ def hypothesis_from_edges(graph: ModelGraph, kept, *, name: str = "discovered", 
                 parent.add(made[key])
                 continue
             nm = f"{u} ({'|'.join(ports)})" + ("" if at is None else f" @{','.join(map(str, at))}")
+            ns, sub = neuron_sets.get(u), spaces.get(u)
+            nm += "" if ns is None else f" [{len(ns)} neurons]"
+            nm += "" if sub is None else f" [k={sub.dim}]"
             child = parent.add(nm, model=u, port=list(ports), positions=None if at is None else list(at),
-                               agree=features.get(nm, Exact()))
+                               agree=features.get(nm, Exact()), neurons=ns, subspace=sub)
             made[key] = child
             if not complete(u):
                 expand(child, u)
@@ -193,6 +204,10 @@ class Discovery:
         edges: the edges ``(up, node, port)`` it claims.
         positions: the edges claimed at some sequence positions only (``granularity="position"``),
             with those positions (of the sender's output); every other edge is claimed at every position.
+        neurons: the MLPs claimed through some of their neurons only (``granularity="neuron"``),
+            with those neurons.
+        subspaces: the components claimed through a subspace of their output only
+            (``granularity="subspace"``): spans of their output's principal directions on the search split.
         score, ci: its fraction of loss recovered on the search split, with the 95% interval.
         held_out, held_out_ci: the same on the held-out split (None when there is none).
         threshold: the score it had to clear on the search split.
@@ -223,6 +238,8 @@ class Discovery:
     curve: pd.DataFrame = field(repr=False)
     ranking: pd.DataFrame = field(repr=False)
     positions: dict[Edge, tuple[int, ...]] = field(default_factory=dict)
+    neurons: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    subspaces: dict[str, Subspace] = field(default_factory=dict)
     n_hypotheses: int = 0
     forward_passes: float = 0.0
     forward_equivalents: float = 0.0
@@ -235,7 +252,9 @@ class Discovery:
         comps = sorted({e[0] for e in self.edges} | {e[1] for e in self.edges})
         lines = [
             f"{self.hypothesis.name}: {len(self.edges)} edges over {len(comps)} components ({self.granularity} granularity)"
-            + (f", {len(self.positions)} of them at some positions only" if self.positions else ""),
+            + (f", {len(self.positions)} of them at some positions only" if self.positions else "")
+            + "".join(f", {m} through {len(ix)} neurons" for m, ix in sorted(self.neurons.items()))
+            + "".join(f", {u} through a {sub.dim}-dim subspace" for u, sub in sorted(self.subspaces.items())),
             f"score {self.score:.3f} [{self.ci[0]:.3f}, {self.ci[1]:.3f}] on the search split (threshold {self.threshold})",
         ]
         if self.held_out is not None and self.held_out_ci is not None:
@@ -263,12 +282,43 @@ class _Scorer:
     def __init__(self, model, data: Dataset, graph: ModelGraph, opts: RunOptions, name: str) -> None:
         self.model, self.data, self.graph, self.opts, self.name = model, data, graph, opts, name
         self.count = 0
+        self.staged: set[str] = set()  # the senders whose neurons or directions are being searched
         self.shared: dict = {}  # the clean run and the baseline, computed by the first batch only
+        #: per component, its output's principal directions ``[d_model, d_model]`` (subspace stage)
+        self.bases: dict[str, torch.Tensor] = {}
+
+    def variables(self, kept: frozenset) -> tuple[dict[str, tuple[int, ...]], dict[str, Subspace]]:
+        """The neuron sets and subspaces claimed by the variable atoms of ``kept`` (a component with
+        every neuron or direction kept claims all of its output: it is in neither)."""
+        neurons: dict[str, set[int]] = {}
+        dirs: dict[str, set[int]] = {}
+        for a in kept:
+            if _is_variable(a):
+                (neurons if a[0] == "#neuron" else dirs).setdefault(a[1], set()).add(int(a[2]))
+        d_mlp = getattr(self.model.cfg, "d_mlp", None)
+        n_out = {m: tuple(sorted(ix)) for m, ix in neurons.items() if len(ix) < (d_mlp or 0)}
+        subs = {}
+        for u, js in dirs.items():
+            basis = self.bases[u]
+            if len(js) < basis.shape[1]:
+                subs[u] = Subspace(basis[:, sorted(js)], name=f"{u}: {len(js)} principal directions")
+        return n_out, subs
+
+    def claims(self, kept: frozenset) -> tuple[set[Edge], dict[Edge, tuple[int, ...]]]:
+        """The edges ``kept`` claims, and the positions of those claimed at some positions only."""
+        edges, positions = split_atoms(kept, self.data.seq_len)
+        if self.staged:  # a sender left with no neuron or direction claims nothing
+            live = {a[1] for a in kept if _is_variable(a)}
+            edges = {e for e in edges if e[0] not in self.staged or e[0] in live}
+        return edges, positions
 
     def hypothesis(self, kept: frozenset, features: dict | None = None) -> Hypothesis:
-        """The hypothesis claiming ``kept``: edges, or (position stage) edges at positions ``(up, node, port, t)``."""
-        edges, positions = split_atoms(kept, self.data.seq_len)
-        return hypothesis_from_edges(self.graph, edges, name=self.name, features=features, positions=positions)
+        """The hypothesis claiming ``kept``: edges, edges at positions ``(up, node, port, t)`` (position
+        stage), and neurons or directions of the senders (variable stages)."""
+        edges, positions = self.claims(kept)
+        neurons, subspaces = self.variables(kept)
+        return hypothesis_from_edges(self.graph, edges, name=self.name, features=features, positions=positions,
+                                     neurons=neurons, subspaces=subspaces)
 
     def __call__(self, kept_sets: list[frozenset], features: list[dict] | None = None, *,
                  final: bool = False) -> list[Any]:
@@ -281,6 +331,11 @@ class _Scorer:
         return score_many(self.model, hyps, self.data, opts, fully_scrubbed(), shared=self.shared)
 
 
+def _is_variable(atom) -> bool:
+    """A neuron ``("#neuron", mlp, i)`` or a direction ``("#direction", component, j)`` of the variable stages."""
+    return isinstance(atom[0], str) and atom[0].startswith("#")
+
+
 def split_atoms(kept, seq_len: int) -> tuple[set[Edge], dict[Edge, tuple[int, ...]]]:
     """Edges, and the positions of those claimed at fewer than all ``seq_len``, from a set of
     edges ``(up, node, port)`` and edges at one position ``(up, node, port, t)``."""
@@ -288,6 +343,8 @@ def split_atoms(kept, seq_len: int) -> tuple[set[Edge], dict[Edge, tuple[int, ..
     at: dict[Edge, set[int]] = {}
     whole: set[Edge] = set()
     for a in kept:
+        if _is_variable(a):
+            continue
         e = (a[0], a[1], a[2])
         edges.add(e)
         if len(a) == 4:
@@ -308,7 +365,7 @@ def _prune(score: _Scorer, units: list[frozenset[Atom]], kept: frozenset[Atom], 
     graph = score.graph
 
     def log(k: frozenset[Atom], r) -> None:
-        reach = {e[:3] for e in _reachable(graph, k)}
+        reach = {e[:3] for e in _reachable(graph, k) if not _is_variable(e)}
         curve.append({"step": len(curve), "stage": stage, "n_edges": len(reach),
                       "n_components": len({e[0] for e in reach} | {e[1] for e in reach}),
                       "score": r.loss_recovered, "lo": r.ci[0], "hi": r.ci[1]})
@@ -316,7 +373,7 @@ def _prune(score: _Scorer, units: list[frozenset[Atom]], kept: frozenset[Atom], 
     # units removed by galloping rank below every unit scored alone (whose importance is 1 - score),
     # and those of a coarser stage below those of a finer one: a component dropped whole is the least
     # important; within a stage, the pre-ranking's order
-    base_rank = {"component": -4.0, "port": -3.0}.get(stage, -2.0)
+    base_rank = {"component": -4.0, "port": -3.0, "position": -2.0}.get(stage, -1.5)
     i = 0
     # phase 1: galloping over the ranking
     while i < len(units):
@@ -406,18 +463,23 @@ def _search_counted(model, data: Dataset, graph: ModelGraph, *, threshold: float
     comp_prior = {c: sum(prior[e] for e in out_edges[c]) for c in comps}
     ranked = sorted(comps, key=lambda c: (comp_prior[c], -graph.stage(c), c))
     kept = _prune(score, [out_edges[c] for c in ranked], kept, threshold, curve, "component", importance)
-    if granularity in ("port", "position"):
+    if granularity != "component":
         live = sorted(_reachable(graph, kept), key=lambda e: (prior[e], -order[e]))
         kept = _prune(score, [frozenset([e]) for e in live], kept, threshold, curve, "port", importance)
     kept = _reachable(graph, kept)
     if granularity == "position":  # step 3: each kept edge at each position of its sender's output
         kept = _position_stage(model, data, score, kept, threshold, curve, importance, pre_rank, opts, order)
+    elif granularity in ("neuron", "subspace"):  # step 3: the neurons / output directions of each kept sender
+        kept = _variable_stage(score, kept, threshold, curve, importance, granularity)
     chosen: dict[str, Any] = {}
     if features:
         chosen = _synthesize(score, kept, list(features), threshold, curve)
     final = score.hypothesis(kept, chosen)
     (result,) = score([kept], [chosen], final=True)
-    kept, positions = split_atoms(kept, data.seq_len)
+    neurons, subspaces = score.variables(kept)
+    kept, positions = score.claims(kept)
+    kept = set(_reachable(graph, frozenset(kept)))
+    positions = {e: ts for e, ts in positions.items() if e in kept}
     for e in kept:
         importance[e] = max(importance.get(e, 1.0), 1.0 - threshold + 1e-9)
     # an edge into a component that no kept edge reads was scored, if at all, with its sender's other
@@ -433,8 +495,100 @@ def _search_counted(model, data: Dataset, graph: ModelGraph, *, threshold: float
          "kept": e in kept, "pre_rank": prior[e]} for e in all_edges
     ])
     seconds = time.perf_counter() - t0
-    return {"hypothesis": final, "edges": set(kept), "positions": positions, "result": result,
+    return {"hypothesis": final, "edges": set(kept), "positions": positions, "neurons": neurons,
+            "subspaces": subspaces, "result": result,
             "curve": pd.DataFrame(curve), "ranking": ranking, "n_hypotheses": score.count, "seconds": seconds}
+
+
+def _variable_stage(score: _Scorer, kept: frozenset, threshold: float, curve: list[dict], importance: dict,
+                    kind: str) -> frozenset:
+    """Prune the neurons of each kept MLP (``kind="neuron"``) or the principal directions of each kept
+    sender's output (``"subspace"``), least variance first; a sender left with none is removed.
+
+    Neuron ``i`` of MLP ``m`` is ranked by the variance of what it adds to the residual on the search
+    split (``Var(act_i) * |W_out[i]|^2``); directions by the variance of the output along them (PCA).
+    Returns ``kept`` plus the atoms left: ``("#neuron", m, i)`` / ``("#direction", u, j)``.
+    """
+    graph, model = score.graph, score.model
+    senders = sorted({e[0] for e in kept}, key=graph.stage)
+    if kind == "neuron":
+        from scrub._architecture import Architecture
+
+        senders = [u for u in senders if graph.kind(u) == "mlp"]
+        if senders:
+            Architecture.of(model).check_neurons(model)
+    variance = _output_variance(model, graph, score.data, senders, kind)
+    atoms: dict[tuple, float] = {}
+    for u in senders:
+        if kind == "subspace":
+            values, vectors = variance[u]
+            score.bases[u] = vectors
+            atoms.update({("#direction", u, j): float(v) for j, v in enumerate(values)})
+        else:
+            atoms.update({("#neuron", u, i): float(v) for i, v in enumerate(variance[u])})
+    if not atoms:
+        return kept
+    score.staged = set(senders)
+    ranked = sorted(atoms, key=lambda a: (atoms[a], -graph.stage(a[1]), -a[2]))
+    at_importance: dict = {}
+    left = _prune(score, [frozenset([a]) for a in ranked], kept | frozenset(atoms), threshold, curve, kind,
+                  at_importance)
+    live = {a[1] for a in left if _is_variable(a)}
+    for e in kept:  # a sender left with nothing matters as much as its most important neuron or direction
+        if e[0] in score.staged and e[0] not in live:
+            importance[e] = min(importance.get(e, 1.0),
+                                max(v for a, v in at_importance.items() if a[1] == e[0]))
+    return left
+
+
+def _output_variance(model, graph: ModelGraph, data: Dataset, senders: list[str], kind: str) -> dict[str, Any]:
+    """Per sender: ``[d_mlp]`` neuron variances times ``|W_out[i]|^2`` (``"neuron"``), or the output's
+    principal variances and directions ``([d], [d, d])``, largest first (``"subspace"``); over every
+    real (unpadded) position of ``data``, in float64."""
+    from scrub._ablation import captured
+    from scrub._architecture import Architecture
+    from scrub._executor import model_device
+
+    arch = Architecture.of(model)
+    reads: dict[str, list[str]] = {}  # what is captured -> the senders computed from it
+    for u in senders:
+        if kind == "neuron":
+            key = f"{u}:post"
+        elif graph.kind(u) == "attn" and not graph.whole_layers:
+            key = f"z{graph.layer(u)}"  # every head of the layer; a head's output is z_h @ W_O[h]
+        else:
+            key = u
+        reads.setdefault(key, []).append(u)
+    sums: dict[str, list] = {}
+    for seen, weight in captured(model, graph, data, model_device(model), keys=set(reads)):
+        w = weight.reshape(-1).cpu()
+        for key, x in seen.items():
+            for u in reads[key]:
+                if key.startswith("z"):
+                    h = graph.heads_of(u)[0]
+                    x_u = x[:, :, h] @ arch.W_O(model, graph.layer(u))[h]
+                else:
+                    x_u = x
+                y = x_u.reshape(-1, x_u.shape[-1]).double().cpu()
+                yw = y * w[:, None]
+                acc = sums.setdefault(u, [0.0, 0.0, 0.0])
+                acc[0] += float(w.sum())
+                acc[1] = acc[1] + yw.sum(0)
+                acc[2] = acc[2] + ((yw * y).sum(0) if kind == "neuron" else yw.T @ y)
+    out: dict[str, Any] = {}
+    for u in senders:
+        n, s1, s2 = sums[u]
+        mean = s1 / max(n, 1.0)
+        if kind == "neuron":
+            var = (s2 / max(n, 1.0) - mean**2).clamp(min=0)
+            w_out = arch.W_out(model, graph.layer(u)).detach().double().cpu()
+            out[u] = (var * (w_out**2).sum(1)).numpy()
+        else:
+            cov = s2 / max(n, 1.0) - torch.outer(mean, mean)
+            values, vectors = torch.linalg.eigh((cov + cov.T) / 2)
+            order = torch.argsort(values, descending=True)
+            out[u] = (values[order].clamp(min=0).numpy(), vectors[:, order].contiguous())
+    return out
 
 
 def _position_stage(model, data: Dataset, score: _Scorer, kept: frozenset[Any], threshold: float,
@@ -568,7 +722,9 @@ def discover(
             or ``"port"`` (claims are single edges ``up -> node.port``, after a component pass) or
             ``"position"`` (then each kept edge at each sequence position: the result's nodes
             carry ``positions=``; positions are absolute, so use it on data whose positions line
-            up). Neurons and subspaces are not searched yet.
+            up), ``"neuron"`` (then the neurons of each kept MLP: nodes carry ``neurons=``) or
+            ``"subspace"`` (then the principal directions of each kept sender's output, on the
+            search split: nodes carry ``subspace=``).
         pre_rank: how candidates are ordered before they are scored: ``"attribution"`` (edge
             attribution patching; models it supports) or ``"order"`` (output first, like ACDC).
         features: candidate features (column names or functions of the data) to put on the
@@ -595,8 +751,7 @@ def discover(
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
         raise RunOptionsError(f"discover: threshold must be a fraction of loss recovered in (0, 1], got {threshold!r}")
     if granularity not in GRANULARITIES:
-        more = " (neurons and subspaces are not searched yet)" if granularity in ("neuron", "subspace") else ""
-        raise RunOptionsError(f"discover: granularity must be one of {GRANULARITIES}, got {granularity!r}{more}")
+        raise RunOptionsError(f"discover: granularity must be one of {GRANULARITIES}, got {granularity!r}")
     if pre_rank not in PRE_RANKS:
         raise RunOptionsError(f"discover: pre_rank must be one of {PRE_RANKS}, got {pre_rank!r}")
     if features is not None:
@@ -614,7 +769,7 @@ def discover(
     out = Discovery(
         hypothesis=found["hypothesis"], edges=found["edges"], score=res.loss_recovered, ci=res.ci, held_out=held,
         held_out_ci=held_ci, threshold=float(threshold), granularity=granularity, curve=found["curve"],
-        positions=found["positions"],
+        positions=found["positions"], neurons=found["neurons"], subspaces=found["subspaces"],
         ranking=found["ranking"], n_hypotheses=found["n_hypotheses"], forward_passes=found["forward_passes"],
         forward_equivalents=found["forward_equivalents"], seconds=found["seconds"],
     )

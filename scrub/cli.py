@@ -133,7 +133,7 @@ def discover_cmd(
     n: int = typer.Option(400, "--n", min=4, help="number of examples (half are held out)"),
     seed: int = typer.Option(0, "--seed", min=0, help="seed of the data, the split and the sampling"),
     threshold: float = typer.Option(0.95, "--threshold", min=0.0, max=1.0, help="fraction of loss recovered to keep"),
-    granularity: str = typer.Option("port", "--granularity", help="component, port or position"),
+    granularity: str = typer.Option("port", "--granularity", help="component, port, position, neuron or subspace"),
     metric: str = typer.Option("loss", "--metric", help="loss, kl or accuracy"),
     controls: bool = typer.Option(True, "--controls/--no-controls", help="also search random weights and shuffled labels"),
     python: Path | None = typer.Option(None, "--python", dir_okay=False, help="write the hypothesis as Python source"),

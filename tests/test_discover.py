@@ -241,8 +241,8 @@ def test_bad_arguments_are_refused(hist):
     model, data, _, _ = hist
     with pytest.raises(RunOptionsError, match="threshold"):
         scrub.discover(model, data, threshold=1.5)
-    with pytest.raises(RunOptionsError, match="not searched yet"):
-        scrub.discover(model, data, granularity="neuron")
+    with pytest.raises(RunOptionsError, match="granularity must be one of"):
+        scrub.discover(model, data, granularity="token")
     with pytest.raises(RunOptionsError, match="pre_rank"):
         scrub.discover(model, data, pre_rank="magic")
     with pytest.raises(HypothesisError, match="cannot be saved"):
@@ -302,3 +302,49 @@ def test_position_granularity_finds_the_mirrored_token_in_reverse(target, source
     assert sorted(list(n.positions) for n in found.hypothesis.nodes() if n is not found.hypothesis.root) == sorted(
         [[target], [source]])
     assert set(found.curve.stage) >= {"position"}
+
+
+# -- neuron and subspace granularity --------------------------------------------------------
+
+
+def test_a_sender_claimed_through_all_its_neurons_or_directions_is_claimed_whole(hist):
+    model, data, graph, truth = hist
+    d_mlp, d = int(model.cfg.d_mlp), int(model.cfg.d_model)
+    whole = hypothesis_from_edges(graph, truth, name="whole")
+    neurons = hypothesis_from_edges(graph, truth, name="neurons", neurons={"m0": range(d_mlp)})
+    space = hypothesis_from_edges(graph, truth, name="space",
+                                  subspaces={"a0.0": scrub.Subspace(np.linalg.qr(np.random.default_rng(0).normal(size=(d, d)))[0])})
+    results = scrub.run_many(model, [whole, neurons, space], data, metric=metric("hist"), seed=0, n_boot=100)
+    assert [r.loss_recovered for r in results] == pytest.approx([1.0, 1.0, 1.0], abs=1e-6)
+    assert any(n.neurons is not None for n in neurons.nodes()) and any(n.subspace is not None for n in space.nodes())
+
+
+@pytest.mark.parametrize("granularity", ["neuron", "subspace"])
+def test_variable_granularity_keeps_only_what_varies_and_clears_the_threshold(hist, granularity):
+    """Neurons and output directions that never vary on the data change nothing when unclaimed (an
+    exact no-op), so the search drops every one of them; what is left still clears the threshold."""
+    from scrub._discover import _output_variance
+
+    model, data, graph, truth = hist
+    found = scrub.discover(model, data, metric=metric("hist"), granularity=granularity, seed=0, n_boot=200,
+                           controls=False)
+    assert found.edges == truth and found.score >= 0.95
+    assert found.held_out is not None and found.held_out >= 0.9
+    search, _ = _split(data, 0.5, 0)
+    if granularity == "neuron":
+        assert set(found.neurons) == {"m0"} and not found.subspaces
+        var = _output_variance(model, graph, search, ["m0"], "neuron")["m0"]
+        kept = list(found.neurons["m0"])
+        assert (var[kept] > 1e-9).all() and len(kept) < int(model.cfg.d_mlp)
+        assert set(np.flatnonzero(var > 1e-9)) >= set(kept)
+    else:
+        assert found.subspaces and not found.neurons
+        for u, sub in found.subspaces.items():
+            values, vectors = _output_variance(model, graph, search, [u], "subspace")[u]
+            rank = int((values > 1e-9 * max(1.0, values[0])).sum())
+            assert sub.dim <= rank  # never a direction the output does not use
+            # the kept span lies in the output's span: projecting onto the used directions keeps it
+            used = vectors[:, :rank]
+            assert float((used @ (used.T @ sub.basis) - sub.basis).abs().max()) < 1e-6
+    node_vars = [n for n in found.hypothesis.nodes() if n.neurons is not None or n.subspace is not None]
+    assert node_vars and scrub.from_json(scrub.to_json(found.hypothesis)).describe() == found.hypothesis.describe()
