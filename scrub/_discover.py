@@ -320,6 +320,24 @@ class _Scorer:
         return hypothesis_from_edges(self.graph, edges, name=self.name, features=features, positions=positions,
                                      neurons=neurons, subspaces=subspaces)
 
+    def until_below(self, kept_sets: list[frozenset], threshold: float) -> list[Any]:
+        """The results of the candidates in order, up to and including the first scoring below ``threshold``.
+
+        Run locally, the candidates are scored one after another and the rest are skipped (the
+        search never reads them: it keeps the longest prefix that clears the threshold); the clean
+        run and the baseline are computed once either way. On a Ray cluster they are scored as one
+        batch, in parallel.
+        """
+        if self.opts.ray is not None:
+            return self(kept_sets)
+        out = []
+        for k in kept_sets:
+            (r,) = self([k])
+            out.append(r)
+            if r.loss_recovered < threshold:
+                break
+        return out
+
     def __call__(self, kept_sets: list[frozenset], features: list[dict] | None = None, *,
                  final: bool = False) -> list[Any]:
         """Score the hypotheses claiming each edge set (intervals from the fewest bootstrap resamples unless ``final``)."""
@@ -380,9 +398,9 @@ def _prune(score: _Scorer, units: list[frozenset[Atom]], kept: frozenset[Atom], 
         left = len(units) - i
         ks = sorted({min(2 ** j, left) for j in range(int(np.ceil(np.log2(left))) + 1)})
         cands = [kept.difference(*units[i:i + k]) for k in ks]
-        results = score(cands)
+        results = score.until_below(cands, threshold)
         best = 0
-        for k, r in zip(ks, results, strict=True):
+        for k, r in zip(ks, results, strict=False):
             if r.loss_recovered >= threshold:
                 best = k
             else:
@@ -413,7 +431,7 @@ def _prune(score: _Scorer, units: list[frozenset[Atom]], kept: frozenset[Atom], 
         for u in window:
             acc = acc - u
             cands.append(acc)
-        cum = score(cands)
+        cum = score.until_below(cands, threshold)
         taken = 0
         for r in cum:
             if r.loss_recovered < threshold:
