@@ -279,9 +279,16 @@ class Discovery:
 class _Scorer:
     """Scores edge sets with one :func:`scrub.run_many` per batch, and counts them."""
 
-    def __init__(self, model, data: Dataset, graph: ModelGraph, opts: RunOptions, name: str) -> None:
+    def __init__(self, model, data: Dataset, graph: ModelGraph, opts: RunOptions, name: str,
+                 progress: bool | None = False) -> None:
+        from tqdm.auto import tqdm
+
         self.model, self.data, self.graph, self.opts, self.name = model, data, graph, opts, name
         self.count = 0
+        self.stage = "component"
+        # None: drawn on a terminal only
+        self.bar = tqdm(desc=f"discovering {name!r}", unit=" hypotheses", leave=False,
+                        disable=True if progress is False else (None if progress is None else False))
         self.staged: set[str] = set()  # the senders whose neurons or directions are being searched
         self.shared: dict = {}  # the clean run and the baseline, computed by the first batch only
         #: per component, its output's principal directions ``[d_model, d_model]`` (subspace stage)
@@ -345,6 +352,8 @@ class _Scorer:
 
         hyps = [self.hypothesis(k, (features or [None] * len(kept_sets))[i]) for i, k in enumerate(kept_sets)]
         self.count += len(hyps)
+        self.bar.set_postfix_str(f"{self.stage} stage", refresh=False)
+        self.bar.update(len(hyps))
         opts = self.opts if final else self.opts.replace(n_boot=MIN_BOOT)
         return score_many(self.model, hyps, self.data, opts, fully_scrubbed(), shared=self.shared)
 
@@ -381,6 +390,7 @@ def _prune(score: _Scorer, units: list[frozenset[Atom]], kept: frozenset[Atom], 
            curve: list[dict], stage: str, importance: dict[Any, float]) -> frozenset[Any]:
     """Remove units (in ranked order, least important first) while the score stays >= threshold."""
     graph = score.graph
+    score.stage = stage
 
     def log(k: frozenset[Atom], r) -> None:
         reach = {e[:3] for e in _reachable(graph, k) if not _is_variable(e)}
@@ -453,12 +463,12 @@ def _pre_rank(model, data: Dataset, graph: ModelGraph, metric: Metric, how: str,
 
 
 def _search(model, data: Dataset, *, threshold: float, granularity: str, pre_rank: str, opts: RunOptions,
-            name: str, features: Sequence | None) -> dict[str, Any]:
+            name: str, features: Sequence | None, progress: bool | None = False) -> dict[str, Any]:
     graph = ModelGraph.from_model(model)
     one_pass = one_pass_seconds(model, data)
     with PassCounter(model) as counter:
         found = _search_counted(model, data, graph, threshold=threshold, granularity=granularity,
-                                pre_rank=pre_rank, opts=opts, name=name, features=features)
+                                pre_rank=pre_rank, opts=opts, name=name, features=features, progress=progress)
     backward = (2.0 if pre_rank == "attribution" else 0.0) * (2 if granularity == "position" else 1)
     found["forward_passes"] = counter.passes(len(data)) + backward
     found["forward_equivalents"] = found["seconds"] / max(one_pass, 1e-9)
@@ -466,9 +476,9 @@ def _search(model, data: Dataset, *, threshold: float, granularity: str, pre_ran
 
 
 def _search_counted(model, data: Dataset, graph: ModelGraph, *, threshold: float, granularity: str, pre_rank: str,
-                    opts: RunOptions, name: str, features: Sequence | None) -> dict[str, Any]:
+                    opts: RunOptions, name: str, features: Sequence | None, progress: bool | None) -> dict[str, Any]:
     t0 = time.perf_counter()
-    score = _Scorer(model, data, graph, opts, name)
+    score = _Scorer(model, data, graph, opts, name, progress)
     all_edges = edges_of(graph)
     prior = _pre_rank(model, data, graph, opts.metric, pre_rank, opts.seed)
     order = {e: k for k, e in enumerate(all_edges)}
@@ -513,6 +523,7 @@ def _search_counted(model, data: Dataset, graph: ModelGraph, *, threshold: float
          "kept": e in kept, "pre_rank": prior[e]} for e in all_edges
     ])
     seconds = time.perf_counter() - t0
+    score.bar.close()
     return {"hypothesis": final, "edges": set(kept), "positions": positions, "neurons": neurons,
             "subspaces": subspaces, "result": result,
             "curve": pd.DataFrame(curve), "ranking": ranking, "n_hypotheses": score.count, "seconds": seconds}
@@ -726,6 +737,7 @@ def discover(
     n_seeds: int | None = None,
     batch_size: int | None = None,
     n_boot: int | None = None,
+    progress: bool | None = None,
 ) -> Discovery:
     """Discover a small hypothesis whose fraction of loss recovered is at least ``threshold``.
 
@@ -754,6 +766,7 @@ def discover(
             behaviour at least half as large (the control model's ``loss_baseline - loss_model``
             at least half the real one's: a score on a behaviour the model does not have is noise).
         name: the discovered hypothesis's name.
+        progress: a bar counting the hypotheses scored, with the stage (None: only on a terminal).
 
     Returns:
         a :class:`Discovery`.
@@ -778,7 +791,7 @@ def discover(
             check_saveable(f, "discover(features=...)")
     search_data, test_data = _split(data, held_out, opts.seed)
     found = _search(model, search_data, threshold=threshold, granularity=granularity, pre_rank=pre_rank, opts=opts,
-                    name=name, features=features)
+                    name=name, features=features, progress=progress)
     res = found["result"]
     held, held_ci = None, None
     if test_data is not None:
@@ -804,7 +817,7 @@ def discover(
                 m, d = cmodel(), cdata()
                 s_data, t_data = _split(d, held_out, opts.seed)
                 c = _search(m, s_data, threshold=threshold, granularity=granularity, pre_rank=pre_rank, opts=opts,
-                            name=f"{name} ({label})", features=None)
+                            name=f"{name} ({label})", features=None, progress=progress)
                 score_c = (run(m, c["hypothesis"], t_data, options=opts).loss_recovered if t_data is not None
                            else c["result"].loss_recovered)
                 effect = _effect(c["result"]) / max(_effect(res), 1e-12)
