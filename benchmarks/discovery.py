@@ -88,6 +88,15 @@ def _compare(model_name: str, model, data, metric, truth_edges: set, extra_truth
     e = _eap(model, search, metric, max(1, len(d.edges)))
     rows.append(_row(model_name, "EAP (top-k, k = scrub's size)", truth_edges, e.edges, e.ranking, "score",
                      forward_equivalents=e.forward_equivalents, seconds=e.seconds, forward_passes=e.forward_passes))
+    graph = scrub.ModelGraph.from_model(model)
+    _, test = _split(data, 0.5, 0)
+    for r, found in zip(rows[1:], (a, e), strict=True):  # the peers' circuits, scored by scrub on the held-out split
+        h = hypothesis_from_edges(graph, found.edges, name=f"{model_name} {r['method']}")
+        try:
+            r["held_out"] = scrub.run(model, h, test, metric=metric, seed=0, n_boot=200).loss_recovered
+        except scrub.ScrubError as exc:  # e.g. an empty circuit on a model whose baseline has its loss
+            r["held_out"] = float("nan")
+            print(f"{model_name} {r['method']}: not scored ({type(exc).__name__})", flush=True)
     for r in rows:
         r["passes_vs_acdc"] = r["forward_passes"] / a.forward_passes
     for k, v in (extra_truth or {}).items():
@@ -259,7 +268,7 @@ def write(rows: list[dict], curves: list[pd.DataFrame]) -> None:
         prev, prev_c = pd.read_csv(old), pd.read_csv(old_curves)
         table = pd.concat([prev[~prev.model.isin(models)], table], ignore_index=True)
         curve = pd.concat([prev_c[~prev_c.model.isin(models)], curve], ignore_index=True)
-    cols = ["model", "method", "n_edges", "n_true", "precision", "recall", "recall_needed", "roc_auc",
+    cols = ["model", "method", "n_edges", "n_true", "precision", "recall", "recall_needed", "roc_auc", "held_out",
             "forward_passes", "passes_vs_acdc", "forward_equivalents", "seconds"]
     for c in cols:
         if c not in table:
