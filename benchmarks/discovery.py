@@ -287,7 +287,7 @@ def write(rows: list[dict], curves: list[pd.DataFrame]) -> None:
 def main(argv: list[str]) -> None:
     from hypotheses import tracr as zoo
 
-    names = argv or [*[p for p in zoo.PROGRAMS if p != "shuffle_dyck2"], "extra", "induction", "paren",
+    names = argv or [*zoo.PROGRAMS, "extra", "induction", "paren",
                      "llama_induction", "iit_carry"]
     rows: list[dict] = []
     curves: list[pd.DataFrame] = []
