@@ -287,7 +287,7 @@ class _Scorer:
         self.count = 0
         self.stage = "component"
         # None: drawn on a terminal only
-        self.bar = tqdm(desc=f"discovering {name!r}", unit=" hypotheses", leave=False,
+        self.bar = tqdm(desc=f"discovering {name!r}", unit=" hypotheses", leave=False, mininterval=0, miniters=1,
                         disable=True if progress is False else (None if progress is None else False))
         self.staged: set[str] = set()  # the senders whose neurons or directions are being searched
         self.shared: dict = {}  # the clean run and the baseline, computed by the first batch only

@@ -348,3 +348,12 @@ def test_variable_granularity_keeps_only_what_varies_and_clears_the_threshold(hi
             assert float((used @ (used.T @ sub.basis) - sub.basis).abs().max()) < 1e-6
     node_vars = [n for n in found.hypothesis.nodes() if n.neurons is not None or n.subspace is not None]
     assert node_vars and scrub.from_json(scrub.to_json(found.hypothesis)).describe() == found.hypothesis.describe()
+
+
+def test_progress_bar_counts_the_hypotheses_scored(hist, capsys):
+    model, data, _, _ = hist
+    found = scrub.discover(model, data, metric=metric("hist"), seed=0, n_boot=100, controls=False, progress=True)
+    err = capsys.readouterr().err
+    assert "discovering 'discovered'" in err and f"{found.n_hypotheses}" in err and "stage" in err
+    scrub.discover(model, data, metric=metric("hist"), seed=0, n_boot=100, controls=False, progress=False)
+    assert "discovering" not in capsys.readouterr().err
