@@ -33,7 +33,7 @@ from hypotheses.tracr.programs import PROGRAM_INFO, PROGRAMS, ProgramInfo, all_i
 
 __all__ = [
     "WEIGHTS_DIR", "BOS", "build_program", "relabel", "compile_program", "compile_rasp", "program_spec",
-    "tracr_outputs", "write_program", "main",
+    "tracr_outputs", "write_program", "deterministic_process", "main",
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -333,15 +333,21 @@ def _same(a: list[Any], b: list[Any], categorical: bool) -> bool:
     return all((x is None and y is None) or (x is not None and y is not None and abs(x - y) < 1e-4) for x, y in zip(a, b))
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Recompile the programs named in ``argv`` (all by default) and rewrite their files."""
-    argv = sys.argv[1:] if argv is None else argv
+def deterministic_process(module: str, argv: list[str]) -> None:
+    """Re-execute ``python -m module argv`` with ``PYTHONHASHSEED=0`` unless it is already set (tracr
+    sorts some bases of mixed value types by string), then run torch on one thread."""
     if os.environ.get("PYTHONHASHSEED") != "0":
         env = dict(os.environ, PYTHONHASHSEED="0")
-        os.execve(sys.executable, [sys.executable, "-m", "hypotheses.tracr.compile", *argv], env)
+        os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
     import torch
 
     torch.set_num_threads(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Recompile the programs named in ``argv`` (all by default) and rewrite their files."""
+    argv = sys.argv[1:] if argv is None else argv
+    deterministic_process("hypotheses.tracr.compile", argv)
     names = argv or list(PROGRAMS)
     for name in names:
         summary = write_program(name)

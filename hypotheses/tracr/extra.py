@@ -32,7 +32,6 @@ are deterministic (SOp ids are renumbered from the program, the process runs wit
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -167,13 +166,10 @@ def load(name: str, data_dir: Path = DATA_DIR):
 
 def main(argv: list[str] | None = None) -> None:
     """Compile the programs named in ``argv`` (all by default) and rewrite their files."""
-    argv = sys.argv[1:] if argv is None else argv
-    if os.environ.get("PYTHONHASHSEED") != "0":
-        env = dict(os.environ, PYTHONHASHSEED="0")
-        os.execve(sys.executable, [sys.executable, "-m", "hypotheses.tracr.extra", *argv], env)
-    import torch
+    from hypotheses.tracr.compile import deterministic_process
 
-    torch.set_num_threads(1)
+    argv = sys.argv[1:] if argv is None else argv
+    deterministic_process("hypotheses.tracr.extra", argv)
     for name in argv or list(EXTRA):
         print(json.dumps(write(name)), flush=True)
 
