@@ -240,6 +240,8 @@ class Discovery:
     positions: dict[Edge, tuple[int, ...]] = field(default_factory=dict)
     neurons: dict[str, tuple[int, ...]] = field(default_factory=dict)
     subspaces: dict[str, Subspace] = field(default_factory=dict)
+    #: how many distinct positions the data scores (``target_pos``)
+    scored_positions: int = 1
     n_hypotheses: int = 0
     forward_passes: float = 0.0
     forward_equivalents: float = 0.0
@@ -259,6 +261,9 @@ class Discovery:
         ]
         if self.held_out is not None and self.held_out_ci is not None:
             lines.append(f"held-out {self.held_out:.3f} [{self.held_out_ci[0]:.3f}, {self.held_out_ci[1]:.3f}]")
+        if self.positions and self.scored_positions > 1:
+            lines.append(f"note: positions are absolute and the data's scored position takes {self.scored_positions} "
+                         "values; positions kept on the search split may not carry over (compare the held-out score)")
         lines.append(f"cost: {self.n_hypotheses} hypotheses scored, {self.forward_passes:.0f} forward passes, "
                      f"{self.forward_equivalents:.0f} forward-pass equivalents of time, {self.seconds:.1f} s")
         if self.controls is not None:
@@ -801,6 +806,7 @@ def discover(
         hypothesis=found["hypothesis"], edges=found["edges"], score=res.loss_recovered, ci=res.ci, held_out=held,
         held_out_ci=held_ci, threshold=float(threshold), granularity=granularity, curve=found["curve"],
         positions=found["positions"], neurons=found["neurons"], subspaces=found["subspaces"],
+        scored_positions=int(torch.unique(data.target_pos).numel()),
         ranking=found["ranking"], n_hypotheses=found["n_hypotheses"], forward_passes=found["forward_passes"],
         forward_equivalents=found["forward_equivalents"], seconds=found["seconds"],
     )

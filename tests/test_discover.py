@@ -302,6 +302,15 @@ def test_position_granularity_finds_the_mirrored_token_in_reverse(target, source
     assert sorted(list(n.positions) for n in found.hypothesis.nodes() if n is not found.hypothesis.root) == sorted(
         [[target], [source]])
     assert set(found.curve.stage) >= {"position"}
+    assert found.scored_positions == 1 and "positions are absolute" not in found.summary()
+
+
+def test_position_granularity_says_when_the_scored_position_varies(hist):
+    model, _, _, _ = hist
+    data = zoo.make_data("hist", 200, seed=0, target_pos="random")
+    found = scrub.discover(model, data, metric=metric("hist"), granularity="position", seed=0, n_boot=100,
+                           controls=False)
+    assert found.scored_positions == 5 and "scored position takes 5 values" in found.summary()
 
 
 # -- neuron and subspace granularity --------------------------------------------------------
