@@ -778,6 +778,8 @@ def discover(
 
     Raises:
         RunOptionsError: a bad ``threshold``, ``granularity``, ``pre_rank`` or ``held_out``.
+        UnsupportedModelError: ``granularity="neuron"`` on a model without neurons whose contributions
+            add up (attention-only, post-MLP norms).
         DatasetError, MetricError, UnsupportedModelError: as for :func:`scrub.run`.
     """
     from scrub._experiment import run
@@ -790,6 +792,10 @@ def discover(
         raise RunOptionsError(f"discover: granularity must be one of {GRANULARITIES}, got {granularity!r}")
     if pre_rank not in PRE_RANKS:
         raise RunOptionsError(f"discover: pre_rank must be one of {PRE_RANKS}, got {pre_rank!r}")
+    if granularity == "neuron":  # before any search: the model must have neurons whose contributions add up
+        from scrub._architecture import Architecture
+
+        Architecture.of(model).check_neurons(model)
     if features is not None:
         from scrub._serialize import check_saveable
         for f in features:

@@ -366,3 +366,11 @@ def test_progress_bar_counts_the_hypotheses_scored(hist, capsys):
     assert "discovering 'discovered'" in err and f"{found.n_hypotheses}" in err and "stage" in err
     scrub.discover(model, data, metric=metric("hist"), seed=0, n_boot=100, controls=False, progress=False)
     assert "discovering" not in capsys.readouterr().err
+
+
+def test_neuron_granularity_is_refused_before_any_search_on_a_model_without_neurons():
+    from hypotheses import induction as ind
+
+    model = ind.load_model()  # attention-only
+    with pytest.raises(scrub.UnsupportedModelError, match="attention-only"):
+        scrub.discover(model, ind.make_data(20, seed=0), granularity="neuron")
