@@ -33,6 +33,7 @@ from typing import Any, cast
 
 import pandas as pd
 
+from scrub._ablation import check_ablation
 from scrub._dataset import Dataset
 from scrub._hypothesis import Hypothesis
 from scrub._options import RunOptions
@@ -71,6 +72,9 @@ class Case:
         n, n_seeds, seed, data_seed: the run's size and seeds.
         metric: passed to :func:`scrub.run`.
         baseline: a function of no arguments returning a baseline hypothesis, or None (fully scrubbed).
+        ablation: None (resampling: causal scrubbing), or :class:`~scrub.Mean` / :class:`~scrub.Zero`
+            to score the case with unclaimed inputs fixed to their mean or to zero (not causal
+            scrubbing; the record says so).
         skip: a function of no arguments returning a reason to skip (e.g. weights not available
             offline), or None when the case can run.
         notes: one line for reports.
@@ -89,6 +93,7 @@ class Case:
     data_seed: int = 1234
     metric: str | Callable = "loss"
     baseline: Callable[[], Hypothesis] | None = None
+    ablation: Any = None
     skip: Callable[[], str | None] | None = None
     notes: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
@@ -110,6 +115,10 @@ class Case:
         for attr in ("baseline", "skip"):
             if getattr(self, attr) is not None and not callable(getattr(self, attr)):
                 raise SuiteError(f"case {self.name!r}: {attr} must be a function or None")
+        try:
+            self.ablation = check_ablation(self.ablation)
+        except ScrubError as exc:
+            raise SuiteError(f"case {self.name!r}: {exc}") from None
         for attr, least in (("n", 2), ("n_seeds", 1), ("seed", 0), ("data_seed", 0)):
             v = getattr(self, attr)
             if isinstance(v, bool) or not isinstance(v, int) or v < least:
@@ -166,7 +175,7 @@ class Case:
                 ray: str | None = None) -> RunOptions:
         """The :class:`~scrub.RunOptions` the case is scored with (``n_seeds`` and ``seed`` override its own)."""
         return RunOptions(seed=self.seed if seed is None else seed, n_seeds=self.n_seeds if n_seeds is None else n_seeds,
-                          metric=self.metric, progress=progress, ray=ray)
+                          metric=self.metric, progress=progress, ray=ray, ablation=self.ablation)
 
 
 @dataclass

@@ -170,3 +170,20 @@ def test_case_checks_its_range_and_kind():
 _CASE_OBJ = _case("obj", (0, 1))
 _CASES = [_case("named/case", (0, 1))]
 CASES = _CASES
+
+
+def test_a_case_can_be_scored_under_mean_ablation():
+    def claim():
+        h = scrub.Hypothesis("a1.0 and below")
+        h.output().add("head", model="a1.0")
+        return h
+
+    base = Case("ablated", model=_model, data=_data, hypothesis=claim, expected=(-10, 10), n=32, n_seeds=1)
+    mean = Case("ablated", model=_model, data=_data, hypothesis=claim, expected=(-10, 10), n=32, n_seeds=1,
+                ablation=scrub.Mean())
+    r_mean, r_base = mean.run(), base.run()
+    direct = scrub.run(_model(), claim(), _data(32, mean.data_seed), seed=0, n_seeds=1, ablation=scrub.Mean())
+    assert r_mean.loss_recovered == direct.loss_recovered != r_base.loss_recovered
+    assert r_mean.record["ablation"] == "mean" and "ablation" not in r_base.record
+    with pytest.raises(SuiteError, match=r"'bad'.*ablation must be"):
+        Case("bad", model=_model, data=_data, hypothesis=claim, expected=(0, 1), ablation="median")
