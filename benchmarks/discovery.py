@@ -7,7 +7,7 @@ claims 1+2+3), ROC AUC of each method's edge ranking, and the cost in forward-pa
 seconds. Writes ``benchmarks/results/discovery.csv``, ``discovery.md`` and the faithfulness
 curves ``discovery_curves.csv``.
 
-    OMP_NUM_THREADS=1 python -m benchmarks.discovery            # every model (~10 minutes on 1 core)
+    OMP_NUM_THREADS=1 python -m benchmarks.discovery            # every model (~45 minutes on 1 core)
     OMP_NUM_THREADS=1 python -m benchmarks.discovery reverse hist   # rerun these; keep the other rows
     OMP_NUM_THREADS=1 python -m benchmarks.discovery extra          # the tracr programs of hypotheses.tracr.extra
 """
