@@ -50,7 +50,7 @@ def main() -> None:
     from hypotheses.tracr.hypotheses import metric, true_hypothesis
 
     rows = []
-    for name in [p for p in zoo.PROGRAMS if p != "shuffle_dyck2"]:
+    for name in zoo.PROGRAMS:
         model = zoo.load_model(name)
         data = zoo.make_data(name, N, seed=0, target_pos="random")
         truth = claimed_edges(true_hypothesis(name), scrub.ModelGraph.from_model(model))
