@@ -225,6 +225,9 @@ class _Layout:
     # layer -> attention instances computed in their context's block (their heads need their own
     # example's padding mask there, not the context's)
     attn_merged: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
+    # last stage -> clean leaf blocks read up to it: not run as blocks; per chunk, the distinct examples
+    # they hold are run once and their outputs gathered (:meth:`_Chunk.fill_leaves`)
+    leaves: dict[int, list[int]] = field(default_factory=dict)
 
     @property
     def n_blocks(self) -> int:
@@ -322,8 +325,14 @@ def _layout(plan: Plan, merge_attention: bool, ablated: bool = False) -> _Layout
             if ports or key == ("out",):
                 lay.patches[key].append((i, nodes, ports))
     _share_clean_blocks(plan, lay)
-    _split_passes(lay, g)
+    _split_passes(lay, g, _clean_leaves(plan, lay))
     return lay
+
+
+def _clean_leaves(plan: Plan, lay: _Layout) -> list[int]:
+    """Blocks that are a leaf's clean run, read only through the store: never patched, never a context."""
+    protected = set(lay.ctx.values()) | {lay.host[inst.index] for inst in plan.instances if not inst.is_leaf}
+    return sorted({lay.host[inst.index] for inst in plan.instances if inst.is_leaf} - protected)
 
 
 def _share_clean_blocks(plan: Plan, lay: _Layout) -> None:
@@ -336,8 +345,7 @@ def _share_clean_blocks(plan: Plan, lay: _Layout) -> None:
     the near-full hypotheses :func:`scrub.discover` scores). Blocks that are patched, or read as a
     context (their rows are used inside another instance's pass), are never shared.
     """
-    protected = set(lay.ctx.values()) | {lay.host[inst.index] for inst in plan.instances if not inst.is_leaf}
-    leaves = sorted({lay.host[inst.index] for inst in plan.instances if inst.is_leaf} - protected)
+    leaves = _clean_leaves(plan, lay)
     if len(leaves) < 2:
         return
     reads: dict[int, list] = defaultdict(list)
@@ -370,8 +378,13 @@ def _stage_of(key: tuple, g: ModelGraph) -> int:
     return 2 * g.n_layers + 1 if key == ("out",) else 2 * key[1] + (1 if key[0] == "attn" else 2)
 
 
-def _split_passes(lay: _Layout, g: ModelGraph) -> None:
-    """Group blocks by the last stage anything reads or patches in them; a block nothing reads is dropped."""
+def _split_passes(lay: _Layout, g: ModelGraph, leaves: list[int] | None = None) -> None:
+    """Group blocks by the last stage anything reads or patches in them; a block nothing reads is dropped.
+
+    Clean ``leaves`` read up to the same stage (two or more, below the output's) are set apart in
+    ``lay.leaves``: each chunk runs the distinct examples they hold once, to that stage, and gathers
+    (never more rows than running them as blocks, and far fewer when they share examples).
+    """
     last: dict[int, int] = defaultdict(int)
     for node, blocks in lay.needs.items():
         for blk in blocks:
@@ -384,6 +397,17 @@ def _split_passes(lay: _Layout, g: ModelGraph) -> None:
     for blk in sorted(last):
         by_stage[last[blk]].append(blk)
     lay.gathered = by_stage.pop(0, [])
+    lay.leaves = {}
+    leaf_set = set(leaves or ())
+    for stage, blocks in list(by_stage.items()):
+        clean = [b for b in blocks if b in leaf_set]
+        if len(clean) >= 2 and stage < 2 * g.n_layers + 1:
+            lay.leaves[stage] = clean
+            rest = [b for b in blocks if b not in set(clean)]
+            if rest:
+                by_stage[stage] = rest
+            else:
+                del by_stage[stage]
     lay.passes = sorted(by_stage.items())
     for _, blocks in lay.passes:
         lay.slot.update({blk: k for k, blk in enumerate(blocks)})
@@ -472,6 +496,31 @@ class _Chunk:
                     else:
                         v = self.arch.pos(self.model, t.shape[1]).expand(self.b, -1, -1)
                     self.put(node, blk, v)
+
+    def fill_leaves(self, data: Dataset, examples: np.ndarray, length: int, device) -> None:
+        """Store the outputs of ``lay.leaves``: per stage, one clean pass over the distinct examples
+        those blocks hold for this chunk's references, gathered back per block."""
+        from types import SimpleNamespace
+
+        for stop, blocks in self.lay.leaves.items():
+            ex = examples[blocks][:, self.refs]  # [blocks, b]
+            uniq, inv = np.unique(ex, return_inverse=True)
+            inv = inv.reshape(ex.shape)
+            here = set(blocks)
+            nodes = sorted(n for n, where in self.lay.needs.items() if where & here)
+            pseudo = _Layout(block_examples=[uniq], host={0: -1}, slot={0: 0})
+            pseudo.needs.update({n: {0} for n in nodes})
+            plan = SimpleNamespace(instances=self.plan.instances[:1], graph=self.plan.graph)
+            run = _Chunk(self.model, self.arch, plan, pseudo, uniq, device, length=length)  # type: ignore[arg-type]
+            idx = torch.from_numpy(uniq)
+            tokens = data.tokens[idx, :length].to(device)
+            mask = None if data.attention_mask is None else data.attention_mask[idx, :length].to(device)
+            _forward(self.model, tokens, mask, run.hooks(len(uniq), stop, [0]), self.arch)
+            for k, blk in enumerate(blocks):
+                rows = torch.from_numpy(inv[k]).to(device)
+                for n in nodes:
+                    if blk in self.lay.needs[n]:
+                        self.put(n, blk, run.store[(n, 0)][rows])
 
     def resid(self, i: int, claims, base: torch.Tensor) -> torch.Tensor:
         """The residual into a port of instance ``i``: the context's, with claimed nodes swapped in."""
@@ -818,6 +867,8 @@ def run_plan(
             if lay.gathered:
                 idx = torch.from_numpy(examples[lay.gathered][:, refs].reshape(-1))
                 chunk.gather(data.tokens[idx, :length].to(device))
+            if lay.leaves:
+                chunk.fill_leaves(data, examples, length, device)
             for stop, blocks in lay.passes:
                 idx = torch.from_numpy(examples[blocks][:, refs].reshape(-1))
                 tokens = data.tokens[idx, :length].to(device)

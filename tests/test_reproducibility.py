@@ -90,23 +90,28 @@ def test_reproduce_checks_the_rerun_against_the_recorded_score(setup):
 
 
 def test_out_of_memory_retries_at_a_smaller_batch_and_says_so(setup, monkeypatch):
-    """Passes over 1500 rows "run out of memory": the run warns, halves until every pass fits, records
-    the batch size it used, and gives the same numbers as asking for that batch size directly."""
+    """Passes over 100 rows "run out of memory" (the clean run of all 120 examples is the widest pass):
+    the run warns, halves until every pass fits, records the batch size it used, and gives the same
+    numbers as asking for that batch size directly."""
     from scrub import _executor as executor
 
     model, data, _ = setup
     original = executor._forward
 
     def small_memory(model, tokens, attention_mask, hooks, *rest):
-        if tokens.shape[0] > 1500:
+        if tokens.shape[0] > 100:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
         return original(model, tokens, attention_mask, hooks, *rest)
 
     monkeypatch.setattr(executor, "_forward", small_memory)
-    with pytest.warns(UserWarning, match=r"batch_size=6000 rows ran out of memory.*retrying with batch_size=3000"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         r = scrub.run(model, naive(), data, seed=1, batch_size=6000, n_boot=200)
+    said = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert "batch_size=6000 rows ran out of memory" in said[0] and "retrying with batch_size=3000" in said[0]
+    assert [m.split("retrying with batch_size=")[1].split(" ")[0] for m in said] == ["3000", "1500", "750", "375", "187", "93"]
     used = r.record["batch_size"]
-    assert used in (3000, 1500, 750)  # passes split by depth, so a pass may hold fewer rows than batch_size
+    assert used == 93  # 6000 halved until the clean run's passes hold at most 100 rows
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         direct = scrub.run(model, naive(), data, seed=1, batch_size=used, n_boot=200)
