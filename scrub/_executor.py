@@ -233,6 +233,15 @@ class _Layout:
     def n_blocks(self) -> int:
         return len(self.block_examples)
 
+    def width(self, n_examples: int) -> int:
+        """Rows one reference costs in a chunk: its widest pass (a leaf group runs at most one row per
+        distinct example), plus what the chunk stores between passes (a node's output is counted as a
+        twentieth of a row: a row holds far more at its peak, see :func:`bytes_per_row`)."""
+        passes = max((len(b) for _, b in self.passes), default=0)
+        leaves = max((len(b) for b in self.leaves.values()), default=0)
+        stored = sum(len(b) for b in self.needs.values()) + len(self.gathered)
+        return max(1, passes + -(-stored // STORED_PER_ROW), min(leaves, n_examples))
+
     @functools.cached_property
     def examples(self) -> np.ndarray:
         """``[blocks, N]``: the example each block runs, per reference."""
@@ -245,6 +254,8 @@ def _key(node, up: str) -> str:
 
 #: suffix of the store key of an MLP's neuron activations (``m1:post``)
 POST = ":post"
+#: stored node outputs (``[T, d]`` each) counted as one row of a pass when sizing chunks
+STORED_PER_ROW = 20
 
 
 def _key_stage(g: ModelGraph, key: str) -> int:
@@ -774,7 +785,7 @@ def n_blocks(plan: Plan, data: Dataset, model=None) -> int:
     """Rows one reference takes in a pass: the smallest batch the plan can run with (on ``model``,
     if given: some models let more blocks merge on padded data)."""
     masks = model is not None and Architecture.of(model).per_layer_masks
-    return max(_layout(plan, merge).n_blocks for merge, _ in _merge_groups(plan, data, masks))
+    return max(_layout(plan, merge).width(len(data)) for merge, _ in _merge_groups(plan, data, masks))
 
 
 def _chunks(refs, size: int):
@@ -795,9 +806,16 @@ def _work(model, plan: Plan, data: Dataset, rows_per_pass: int, ablated: bool, f
         need = _needed_lengths(plan, data, lay) if cut else None
         if need is not None:  # references needing similar lengths share chunks, so chunks can be cut short
             group = group[np.argsort(need[group], kind="stable")]
-        for refs in _chunks(group, max(1, rows_per_pass // lay.n_blocks)):
+        if need is not None:  # padded: small chunks (a row per block), each cut to the length its references use
+            size = max(1, rows_per_pass // lay.n_blocks)
+        else:  # as many references as the widest pass and the stored outputs allow
+            size = max(1, rows_per_pass // lay.width(len(data)))
+            leaves = max((len(b) for b in lay.leaves.values()), default=0)
+            if leaves * size > rows_per_pass and len(data) > rows_per_pass:  # distinct examples could exceed a pass
+                size = max(1, rows_per_pass // leaves)
+        for refs in _chunks(group, size):
             work.append((lay, refs, data.seq_len if need is None else int(need[refs].max())))
-    return max(lay.n_blocks for lay, _ in groups), work
+    return max(lay.width(len(data)) for lay, _ in groups), work
 
 
 def plan_chunks(
@@ -848,8 +866,8 @@ def run_plan(
     most, work = _work(model, plan, data, rows_per_pass, ablated is not None, bool(fixed))
     if rows_per_pass < most:
         warnings.warn(
-            f"batch_size={rows_per_pass} is smaller than the plan's {most} blocks; "
-            f"running one reference per pass ({most} rows)",
+            f"batch_size={rows_per_pass} is smaller than the plan's {most} rows per reference; "
+            f"running one reference per chunk (up to {most} rows)",
             stacklevel=2,
         )
     if chunks is not None:

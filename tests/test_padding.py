@@ -89,4 +89,6 @@ def test_huggingface_references_merge_only_where_masks_agree():
     # a native model gives each merged head its own mask instead: one group, every block merged
     assert [(merge, len(r)) for merge, r in _merge_groups(plan, data, per_layer_masks=True)] == [(True, plan.n)]
     native = BUILDERS["TransformerLensNative/rotary"]()
-    assert n_blocks(plan, data, native) == _layout(plan, merge_attention=True).n_blocks < n_blocks(plan, data, m)
+    merged, unmerged = _layout(plan, merge_attention=True), _layout(plan, merge_attention=False)
+    assert merged.n_blocks < unmerged.n_blocks
+    assert n_blocks(plan, data, native) == merged.width(len(data)) < n_blocks(plan, data, m)
