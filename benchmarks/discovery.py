@@ -128,19 +128,25 @@ def _tracr_rows(label: str, model, data, metric, truth: set):
     return r, c
 
 
-def tracr(names):
-    from hypotheses import tracr as zoo
+def _programs(items):
+    """Rows and curves of compiled programs: ``items`` yields ``(label, model, spec, data)``, the spec
+    being what ``true_hypothesis`` and ``metric`` take (a zoo name or a spec dict)."""
     from hypotheses.tracr.hypotheses import metric, true_hypothesis
 
     rows, curves = [], []
-    for name in names:
-        model = zoo.load_model(name)
-        data = zoo.make_data(name, N, seed=0, target_pos="random")
-        truth = claimed_edges(true_hypothesis(name), scrub.ModelGraph.from_model(model))
-        r, c = _tracr_rows(f"tracr/{name}", model, data, metric(name), truth)
+    for label, model, spec, data in items:
+        truth = claimed_edges(true_hypothesis(spec), scrub.ModelGraph.from_model(model))
+        r, c = _tracr_rows(label, model, data, metric(spec), truth)
         rows += r
         curves += c
     return rows, curves
+
+
+def tracr(names):
+    from hypotheses import tracr as zoo
+
+    return _programs((f"tracr/{name}", zoo.load_model(name), name,
+                      zoo.make_data(name, N, seed=0, target_pos="random")) for name in names)
 
 
 def tracr_extra():
@@ -148,16 +154,8 @@ def tracr_extra():
     true hypotheses claim varies with the input, so recall against them is measurable. Their committed
     data (N examples, scored at the last position) is used as is."""
     from hypotheses.tracr.extra import EXTRA, load
-    from hypotheses.tracr.hypotheses import metric, true_hypothesis
 
-    rows, curves = [], []
-    for name in EXTRA:
-        model, spec, data = load(name)
-        truth = claimed_edges(true_hypothesis(spec), scrub.ModelGraph.from_model(model))
-        r, c = _tracr_rows(f"tracr_extra/{name}", model, data, metric(spec), truth)
-        rows += r
-        curves += c
-    return rows, curves
+    return _programs((f"tracr_extra/{name}", *load(name)) for name in EXTRA)
 
 
 def induction():

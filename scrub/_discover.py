@@ -387,8 +387,9 @@ def split_atoms(kept, seq_len: int) -> tuple[set[Edge], dict[Edge, tuple[int, ..
     return edges, positions
 
 
-#: What the search keeps or removes: an edge, or (position stage) an edge at one position ``(up, node, port, t)``.
-Atom = Edge | tuple[str, str, str, int]
+#: What the search keeps or removes: an edge, an edge at one position ``(up, node, port, t)`` (position
+#: stage), or a sender's neuron or output direction ``("#neuron", mlp, i)`` (variable stages).
+Atom = Edge | tuple[str, str, str, int] | tuple[str, str, int]
 
 
 def _prune(score: _Scorer, units: list[frozenset[Atom]], kept: frozenset[Atom], threshold: float,

@@ -47,6 +47,7 @@ import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -414,7 +415,7 @@ def _split_passes(lay: _Layout, g: ModelGraph, leaves: list[int] | None = None) 
         clean = [b for b in blocks if b in leaf_set]
         if len(clean) >= 2 and stage < 2 * g.n_layers + 1:
             lay.leaves[stage] = clean
-            rest = [b for b in blocks if b not in set(clean)]
+            rest = [b for b in blocks if b not in leaf_set]
             if rest:
                 by_stage[stage] = rest
             else:
@@ -511,8 +512,6 @@ class _Chunk:
     def fill_leaves(self, data: Dataset, examples: np.ndarray, length: int, device) -> None:
         """Store the outputs of ``lay.leaves``: per stage, one clean pass over the distinct examples
         those blocks hold for this chunk's references, gathered back per block."""
-        from types import SimpleNamespace
-
         for stop, blocks in self.lay.leaves.items():
             ex = examples[blocks][:, self.refs]  # [blocks, b]
             uniq, inv = np.unique(ex, return_inverse=True)

@@ -276,7 +276,11 @@ def score_many(model, hypotheses: list[Hypothesis], data: Dataset, opts: RunOpti
     # the baseline is sampled with the same seed: common random numbers (an identical hypothesis
     # gives identical samples, and the ratio's variance shrinks)
     plans = [[make_plan(h, graph, data, s) for s in seeds] for h in hypotheses]
-    base_plans = [make_plan(baseline, graph, data, s, warn=False) for s in seeds]
+    # a search's later batches reuse the clean run and the baseline's losses (same model, data and options)
+    key = (id(model), id(data), hypothesis_fingerprint(baseline), metric_name(metric), tuple(seeds),
+           None if opts.ablation is None else opts.ablation.name)
+    reuse = shared is not None and shared.get("key") == key and opts.ray is None
+    base_plans = [] if reuse else [make_plan(baseline, graph, data, s, warn=False) for s in seeds]
     if target is not None:
         _move(model, target)
     cluster = None if opts.ray is None else _connect(opts.ray, model)
@@ -296,9 +300,8 @@ def score_many(model, hypotheses: list[Hypothesis], data: Dataset, opts: RunOpti
             exc.add_note(f"while scoring {desc} on {len(data)} examples")
             raise
 
-    key = (id(model), id(data), hypothesis_fingerprint(baseline), metric_name(metric), tuple(seeds),
-           None if opts.ablation is None else opts.ablation.name)
-    if shared is not None and shared.get("key") == key:
+    if reuse:
+        assert shared is not None
         model_logits = shared["model_logits"]
     else:
         model_logits = _fitting(lambda b: run_clean(model, data, batch_size=b), rows, 1, model)
@@ -315,7 +318,8 @@ def score_many(model, hypotheses: list[Hypothesis], data: Dataset, opts: RunOpti
         ))
         loss_base = [next(losses) for _ in seeds]
         hyp_losses = [[next(losses) for _ in seeds] for _ in hypotheses]
-    elif shared is not None and shared.get("key") == key:
+    elif reuse:
+        assert shared is not None
         loss_base = shared["loss_base"]
     else:
         loss_base = [scrub(p, d) for p, d in zip(base_plans, base_descs, strict=True)]
